@@ -1,0 +1,81 @@
+//! What each page and server function needs, in one table each. The server's authorization layer
+//! reads these tables for every request (a route missing from them is refused), and server
+//! functions read them again through [`authorize`], since during server-side rendering they are
+//! called directly rather than over HTTP.
+
+use crate::api::{admin, audit, overview, session};
+use crate::error::AppError;
+use domain::access::{decide, Access};
+use domain::auth::{Caller, Principal, Scope};
+use domain::role::RoleSet;
+use leptos::prelude::*;
+use server_fn::ServerFn;
+
+const ANYONE: Access = Access::people(RoleSet::ANYONE);
+const ADMINS: Access = Access::people(RoleSet::ADMINS);
+const AUDITORS: Access = Access::people(RoleSet::RELEASE_MANAGERS);
+
+/// Server functions by URL.
+pub fn server_fns() -> Vec<(&'static str, Access)> {
+    vec![
+        (session::Login::PATH, Access::Public),
+        (session::CompleteSetup::PATH, Access::Public),
+        (session::CurrentUser::PATH, Access::Public),
+        (session::Logout::PATH, ANYONE),
+        (overview::GetOverview::PATH, ANYONE),
+        (
+            overview::SetSchedulePaused::PATH,
+            Access::people_or_token(RoleSet::RELEASE_MANAGERS, Scope::SchedulesWrite),
+        ),
+        (admin::ListUsers::PATH, ADMINS),
+        (admin::CreateUser::PATH, ADMINS),
+        (admin::SetUserRole::PATH, ADMINS),
+        (admin::SetUserDisabled::PATH, ADMINS),
+        (admin::ResetUserPassword::PATH, ADMINS),
+        (admin::ListTokens::PATH, ADMINS),
+        (admin::CreateToken::PATH, ADMINS),
+        (admin::RevokeToken::PATH, ADMINS),
+        (audit::SearchAudit::PATH, AUDITORS),
+    ]
+}
+
+/// Pages by route pattern (as axum matches them).
+pub fn pages() -> Vec<(&'static str, Access)> {
+    vec![
+        ("/login", Access::Public),
+        ("/setup/{link}", Access::Public),
+        ("/", ANYONE),
+        ("/projects/{project}", ANYONE),
+        ("/admin", ADMINS),
+        ("/audit", AUDITORS),
+    ]
+}
+
+/// The caller of the current request, as the server's HTTP layer attached it.
+pub fn caller() -> Caller {
+    use_context::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Caller>().cloned())
+        .unwrap_or_default()
+}
+
+/// Checks the caller against the server function's declared access and returns them.
+pub fn authorize<F: ServerFn>() -> Result<Caller, AppError> {
+    let path = F::PATH;
+    let access = server_fns()
+        .into_iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, access)| access)
+        .ok_or_else(|| AppError::internal(format!("server function {path} declares no access")))?;
+    let caller = caller();
+    decide(access, caller.principal.as_ref())?;
+    Ok(caller)
+}
+
+/// The signed-in person (not a token), for actions only people take.
+pub fn person(caller: &Caller) -> Result<&domain::auth::UserPrincipal, AppError> {
+    match &caller.principal {
+        Some(Principal::User(user)) => Ok(user),
+        Some(Principal::Token(_)) => Err(AppError::Forbidden("API tokens cannot do this".into())),
+        None => Err(AppError::Unauthenticated),
+    }
+}

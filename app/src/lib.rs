@@ -1,0 +1,64 @@
+//! Flightdeck's user interface: pages, components and the server functions behind them.
+//!
+//! Pages render on the server and hydrate in the browser. Server functions live in [`api`]; what
+//! each needs is declared in `access` (server only).
+
+#[cfg(feature = "ssr")]
+pub mod access;
+pub mod api;
+pub mod components;
+pub mod error;
+pub mod live;
+pub mod pages;
+
+use crate::api::session::current_user;
+use crate::components::Layout;
+use domain::people::Me;
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::path;
+
+/// The HTML document around every page.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <meta name="color-scheme" content="light dark" />
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+/// The signed-in person, loaded once per page and shared by every component.
+pub type MeResource = Resource<Result<Option<Me>, error::AppError>>;
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    let me: MeResource = Resource::new_blocking(|| (), |_| current_user());
+    provide_context(me);
+    view! {
+        <Stylesheet id="leptos" href="/pkg/flightdeck.css" />
+        <Title formatter=|page: String| if page.is_empty() { "Flightdeck".to_string() } else { format!("{page} · Flightdeck") } />
+        <Router>
+            <Routes fallback=pages::NotFound>
+                <Route path=path!("/login") view=pages::LoginPage />
+                <Route path=path!("/setup/:link") view=pages::SetupPage />
+                <Route path=path!("/") view=|| view! { <Layout><pages::OverviewPage /></Layout> } />
+                <Route path=path!("/projects/:project") view=|| view! { <Layout><pages::OverviewPage /></Layout> } />
+                <Route path=path!("/admin") view=|| view! { <Layout><pages::AdminPage /></Layout> } />
+                <Route path=path!("/audit") view=|| view! { <Layout><pages::AuditPage /></Layout> } />
+            </Routes>
+        </Router>
+    }
+}

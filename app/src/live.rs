@@ -1,0 +1,43 @@
+//! Live updates: a counter that goes up whenever the server reports a change, so resources keyed
+//! on it load again. The server forwards Postgres notifications over Server-Sent Events.
+
+use leptos::prelude::*;
+
+/// The SSE endpoint every page listens to.
+pub const EVENTS_URL: &str = "/api/v1/events";
+
+/// A signal that changes each time something the pages show changed on the server. It does not
+/// change during server rendering.
+pub fn use_live_changes() -> ReadSignal<u64> {
+    let (changes, set_changes) = signal(0u64);
+    #[cfg(feature = "hydrate")]
+    {
+        use futures::StreamExt;
+        use gloo_net::eventsource::futures::EventSource;
+        Effect::new(move |_| {
+            let Ok(mut source) = EventSource::new(EVENTS_URL) else { return };
+            let (Ok(changed), Ok(ready)) = (source.subscribe("change"), source.subscribe("ready")) else {
+                return;
+            };
+            // `ready` arrives on every (re)connection; after a reconnection events may have been
+            // missed, so load again then too.
+            let mut events = futures::stream::select(changed.map(|_| false), ready.map(|_| true));
+            leptos::task::spawn_local(async move {
+                let mut connections = 0u32;
+                while let Some(is_ready) = events.next().await {
+                    if is_ready {
+                        connections += 1;
+                        if connections == 1 {
+                            continue;
+                        }
+                    }
+                    set_changes.update(|n| *n += 1);
+                }
+            });
+            let source = SendWrapper::new(source);
+            on_cleanup(move || source.take().close());
+        });
+    }
+    let _ = set_changes;
+    changes
+}

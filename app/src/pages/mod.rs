@@ -1,0 +1,29 @@
+//! One module per page.
+
+mod admin;
+mod audit;
+mod login;
+mod overview;
+
+pub use admin::AdminPage;
+pub use audit::AuditPage;
+pub use login::{LoginPage, SetupPage};
+pub use overview::OverviewPage;
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+#[component]
+pub fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(http::StatusCode::NOT_FOUND);
+    }
+    view! {
+        <Title text="Not found" />
+        <main class="page narrow">
+            <h1>"Page not found"</h1>
+            <p>"There is no page at this address. "<a href="/">"Go to the overview"</a>"."</p>
+        </main>
+    }
+}

@@ -1,0 +1,27 @@
+//! Flightdeck's domain.
+//!
+//! The modules always compiled (roles, states, artifact kinds and the views pages show) are plain
+//! serde types that the browser shares with the server. Everything behind the `server` feature
+//! runs only on the server: the pipeline definition parser, the store (sqlx on Postgres),
+//! authentication, authorization and the audit log.
+
+pub mod artifact;
+pub mod audit;
+pub mod overview;
+pub mod people;
+pub mod role;
+pub mod scope;
+pub mod state;
+
+#[cfg(feature = "server")]
+pub mod access;
+#[cfg(feature = "server")]
+pub mod auth;
+#[cfg(feature = "server")]
+pub mod db;
+#[cfg(feature = "server")]
+pub mod definition;
+#[cfg(feature = "server")]
+pub mod portal;
+#[cfg(feature = "server")]
+pub mod project;

@@ -1,0 +1,270 @@
+//! Projects: loading a pipeline definition, the overview read model, and pausing schedules.
+
+use crate::audit::{Actor, AuditRecord, Origin};
+use crate::definition::{self, Definition, Diagnostic};
+use crate::overview::{DefinitionInfo, Overview, PauseInfo, ProjectLink, ProjectOverview};
+use chrono::Utc;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+mod view;
+
+/// The largest flightdeck.yml accepted (a real one is a few kilobytes).
+pub const MAX_DEFINITION_BYTES: usize = 512 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadDefinitionError {
+    #[error("the definition is {0} bytes; the limit is {MAX_DEFINITION_BYTES}")]
+    TooLarge(usize),
+    #[error("the definition has {} error(s)", .0.len())]
+    Invalid(Vec<Diagnostic>),
+    #[error("this definition is for project `{found}`, not `{expected}`")]
+    WrongProject { expected: String, found: String },
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// What loading a definition did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loaded {
+    /// A new version was stored.
+    NewVersion { project_key: String, version: i64 },
+    /// The same text was already the current version; nothing changed.
+    Unchanged { project_key: String, version: i64 },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("there is no project `{0}`")]
+    UnknownProject(String),
+    #[error("project `{project}` has no schedule `{schedule}`")]
+    UnknownSchedule { project: String, schedule: String },
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Parses, validates and stores a project's flightdeck.yml, creating the project on first load
+/// and syncing its environments, in one transaction with its audit entry. Loading the current
+/// text again changes nothing. With `expected_project`, a file for another project is refused.
+pub async fn load_definition(
+    pool: &PgPool,
+    source: &str,
+    origin_label: &str,
+    expected_project: Option<&str>,
+    actor: Actor,
+    origin: &Origin,
+) -> Result<Loaded, LoadDefinitionError> {
+    if source.len() > MAX_DEFINITION_BYTES {
+        return Err(LoadDefinitionError::TooLarge(source.len()));
+    }
+    let parsed = definition::parse(source).map_err(LoadDefinitionError::Invalid)?;
+    let key = parsed.project().key.to_string();
+    if let Some(expected) = expected_project.filter(|e| *e != key) {
+        return Err(LoadDefinitionError::WrongProject { expected: expected.to_string(), found: key });
+    }
+    let sha = hex::encode(Sha256::digest(source.as_bytes()));
+    let mut tx = pool.begin().await?;
+    let project_id = sqlx::query_scalar!(
+        r#"insert into project (project_key, name, description) values ($1, $2, $3)
+           on conflict (project_key) do update set name = excluded.name, description = excluded.description
+           returning project_id"#,
+        key,
+        parsed.project().name,
+        parsed.project().description,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    // Serialise concurrent loads of one project so versions stay in order.
+    sqlx::query!("select project_id from project where project_id = $1 for update", project_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let current = sqlx::query!(
+        "select definition_version_id, sha256 from definition_version where project_id = $1
+         order by definition_version_id desc limit 1",
+        project_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let before_sha256 = current.as_ref().map(|c| c.sha256.clone());
+    if let Some(current) = current.filter(|c| c.sha256 == sha) {
+        tx.commit().await?;
+        return Ok(Loaded::Unchanged { project_key: key, version: current.definition_version_id });
+    }
+    // A text loaded before, then replaced, becomes current again as a new version.
+    sqlx::query!("delete from definition_version where project_id = $1 and sha256 = $2", project_id, sha)
+        .execute(&mut *tx)
+        .await?;
+    let version = sqlx::query_scalar!(
+        r#"insert into definition_version (project_id, source, sha256, origin, loaded_by)
+           values ($1, $2, $3, $4, $5) returning definition_version_id"#,
+        project_id,
+        source,
+        sha,
+        origin_label,
+        actor.name,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    sync_environments(&mut tx, project_id, &parsed).await?;
+    AuditRecord::new(actor, "definition.loaded", origin)
+        .target(&key)
+        .details(json!({
+            "version": version,
+            "sha256": sha,
+            "origin": origin_label,
+            "before_sha256": before_sha256,
+        }))
+        .write(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Loaded::NewVersion { project_key: key, version })
+}
+
+/// Environments follow the definition: new ones are added, order is updated. Removed ones are
+/// kept (with their history) but no longer shown.
+async fn sync_environments(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    project_id: Uuid,
+    parsed: &Definition,
+) -> Result<(), sqlx::Error> {
+    for (position, environment) in parsed.environments().iter().enumerate() {
+        sqlx::query!(
+            r#"insert into environment (project_id, name, position) values ($1, $2, $3)
+               on conflict (project_id, name) do update set position = excluded.position"#,
+            project_id,
+            environment.name.as_str(),
+            position as i32,
+        )
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The home page's data: the project list, and `project` (or the first one) in full.
+pub async fn overview(pool: &PgPool, project: Option<&str>) -> Result<Option<Overview>, sqlx::Error> {
+    let projects = sqlx::query_as!(ProjectLink, "select project_key as key, name from project order by name")
+        .fetch_all(pool)
+        .await?;
+    let Some(chosen) = project.or(projects.first().map(|p| p.key.as_str())) else {
+        return Ok(Some(Overview { projects, project: None }));
+    };
+    let Some(row) = sqlx::query!(
+        r#"select p.project_id, p.project_key, p.name, p.description,
+                  d.definition_version_id, d.source, d.sha256, d.origin, d.loaded_by, d.loaded_at
+           from project p
+           join lateral (select * from definition_version dv where dv.project_id = p.project_id
+                         order by dv.definition_version_id desc limit 1) d on true
+           where p.project_key = $1"#,
+        chosen
+    )
+    .fetch_optional(pool)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let parsed = match definition::parse(&row.source) {
+        Ok(parsed) => parsed,
+        Err(diagnostics) => {
+            // Stored definitions were valid when loaded; a stricter later version may disagree.
+            tracing::error!(project = %row.project_key, ?diagnostics, "stored definition no longer parses");
+            return Ok(None);
+        }
+    };
+    let environments = sqlx::query!(
+        "select name, current_release, deployed_at from environment where project_id = $1",
+        row.project_id
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|e| (e.name, (e.current_release, e.deployed_at)))
+    .collect::<HashMap<_, _>>();
+    let pauses = sqlx::query!(
+        "select schedule_name, paused_by, paused_at from schedule_pause where project_id = $1",
+        row.project_id
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|p| (p.schedule_name, PauseInfo { by: p.paused_by, at: p.paused_at }))
+    .collect::<HashMap<_, _>>();
+    let project = ProjectOverview {
+        key: row.project_key,
+        name: row.name,
+        description: row.description,
+        definition: DefinitionInfo {
+            version: row.definition_version_id,
+            sha256: row.sha256,
+            origin: row.origin,
+            loaded_by: row.loaded_by,
+            loaded_at: row.loaded_at,
+        },
+        phases: view::phases(&parsed),
+        schedules: view::schedules(&parsed, Utc::now(), &pauses),
+        environments: view::environments(&parsed, &environments),
+    };
+    Ok(Some(Overview { projects, project: Some(project) }))
+}
+
+/// Pauses or resumes a schedule. Doing what is already the case changes nothing and writes no
+/// audit entry; returns whether anything changed.
+pub async fn set_schedule_paused(
+    pool: &PgPool,
+    project_key: &str,
+    schedule: &str,
+    paused: bool,
+    actor: Actor,
+    origin: &Origin,
+) -> Result<bool, ScheduleError> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query!(
+        r#"select p.project_id, d.source from project p
+           join lateral (select source from definition_version dv where dv.project_id = p.project_id
+                         order by dv.definition_version_id desc limit 1) d on true
+           where p.project_key = $1 for update of p"#,
+        project_key
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ScheduleError::UnknownProject(project_key.to_string()))?;
+    let known = definition::parse(&row.source)
+        .map(|d| d.schedules().iter().any(|s| s.name.as_str() == schedule))
+        .unwrap_or(false);
+    if !known {
+        return Err(ScheduleError::UnknownSchedule { project: project_key.into(), schedule: schedule.into() });
+    }
+    let changed = if paused {
+        sqlx::query!(
+            "insert into schedule_pause (project_id, schedule_name, paused_by) values ($1, $2, $3)
+             on conflict do nothing",
+            row.project_id,
+            schedule,
+            actor.name
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+    } else {
+        sqlx::query!(
+            "delete from schedule_pause where project_id = $1 and schedule_name = $2",
+            row.project_id,
+            schedule
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+    } == 1;
+    if changed {
+        AuditRecord::new(actor, if paused { "schedule.paused" } else { "schedule.resumed" }, origin)
+            .target(format!("{project_key}/{schedule}"))
+            .details(json!({ "before": { "paused": !paused }, "after": { "paused": paused } }))
+            .write(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(changed)
+}

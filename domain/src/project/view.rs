@@ -1,0 +1,165 @@
+//! Turns a checked definition (plus what the database knows) into the overview's view types.
+
+use crate::definition::{Definition, Stage, StageKind};
+use crate::overview::{
+    ArtifactView, EnvironmentView, PauseInfo, PhaseView, ScheduleView, StageView,
+};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+/// How many future firings each schedule shows.
+const NEXT_FIRES: usize = 5;
+
+pub fn phases(definition: &Definition) -> Vec<PhaseView> {
+    definition
+        .phases()
+        .iter()
+        .map(|phase| PhaseView {
+            name: phase.name.to_string(),
+            title: phase.title.clone(),
+            stages: phase.stages.iter().map(stage).collect(),
+            artifacts: phase
+                .stages
+                .iter()
+                .flat_map(|s| s.jobs().iter())
+                .flat_map(|job| {
+                    job.artifacts.iter().map(|a| ArtifactView {
+                        name: a.name.to_string(),
+                        kind: a.kind,
+                        job: job.name.to_string(),
+                    })
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+fn stage(stage: &Stage) -> StageView {
+    let detail = match &stage.kind {
+        StageKind::Manual(manual) => match (&stage.description, manual.hook) {
+            (Some(d), _) => d.clone(),
+            (None, Some(hook)) => format!("Runs in the {} git hook", hook.as_str()),
+            (None, None) => "Done on the developer's machine".to_string(),
+        },
+        StageKind::Jobs(jobs) => {
+            let names: Vec<String> = jobs.iter().map(|j| j.name.to_string()).collect();
+            match names.len() {
+                1 => format!("1 job: {}", names[0]),
+                n => format!("{n} jobs: {}", names.join(", ")),
+            }
+        }
+        StageKind::Gate(gate) => match gate.approvals {
+            1 => format!("Approval by {}", gate.role.label()),
+            n => format!("{n} approvals by {}", gate.role.label()),
+        },
+        StageKind::Deploy(deploy) => format!("Deploys to {}", deploy.environment),
+        StageKind::Flags(flags) => match flags.set.len() {
+            0 => format!("Applies the release's flag states in {}", flags.environment),
+            n => format!("Sets {n} flag(s) in {}", flags.environment),
+        },
+        StageKind::Check(check) => format!(
+            "Watches {} health for {}",
+            check.environment,
+            humantime_short(check.window)
+        ),
+        StageKind::Publish(publish) => {
+            let names: Vec<String> = publish.artifacts.iter().map(|a| a.to_string()).collect();
+            format!("Publishes {} to {}", names.join(", "), publish.environment)
+        }
+        StageKind::Migrate(migrate) => format!(
+            "Migrates the {} database{}",
+            migrate.environment,
+            if migrate.backup { " after a backup" } else { "" }
+        ),
+    };
+    StageView {
+        name: stage.name.to_string(),
+        title: stage.title.clone(),
+        kind: stage.kind.as_str().to_string(),
+        detail,
+        // Runs arrive with the pipeline engine; until then no stage has run.
+        state: None,
+        last_run: None,
+    }
+}
+
+pub fn schedules(
+    definition: &Definition,
+    now: DateTime<Utc>,
+    pauses: &HashMap<String, PauseInfo>,
+) -> Vec<ScheduleView> {
+    definition
+        .schedules()
+        .iter()
+        .map(|schedule| {
+            let action = match &schedule.action {
+                crate::definition::ScheduleAction::Run { branch } => format!("Runs the pipeline on {branch}"),
+                crate::definition::ScheduleAction::Promote { environment } => {
+                    format!("Promotes the newest good release to {environment}")
+                }
+            };
+            ScheduleView {
+                name: schedule.name.to_string(),
+                description: schedule.description.clone().unwrap_or(action),
+                cron: schedule.cron.as_str().to_string(),
+                timezone: schedule.timezone.name().to_string(),
+                next_fires: schedule
+                    .cron
+                    .next_in(schedule.timezone, now, NEXT_FIRES)
+                    .into_iter()
+                    .map(|t| t.format("%a %d %b %Y, %H:%M %Z").to_string())
+                    .collect(),
+                paused: pauses.get(schedule.name.as_str()).cloned(),
+            }
+        })
+        .collect()
+}
+
+pub fn environments(
+    definition: &Definition,
+    deployed: &HashMap<String, (Option<String>, Option<DateTime<Utc>>)>,
+) -> Vec<EnvironmentView> {
+    definition
+        .environments()
+        .iter()
+        .map(|environment| {
+            let (current_release, deployed_at) =
+                deployed.get(environment.name.as_str()).cloned().unwrap_or((None, None));
+            let protection = &environment.protection;
+            let roles: Vec<&str> = protection.allowed_roles.iter().map(|r| r.label()).collect();
+            let protection_text = match protection.required_approvals {
+                0 => format!("deployed by {}", roles.join(" or ")),
+                n => format!(
+                    "{n} approval{} needed; deployed by {}",
+                    if n == 1 { "" } else { "s" },
+                    roles.join(" or ")
+                ),
+            };
+            EnvironmentView {
+                name: environment.name.to_string(),
+                url: environment.url.clone(),
+                current_release,
+                deployed_at,
+                protection: protection_text,
+                deploy_window: environment.deploy_window.as_ref().map(|w| {
+                    format!(
+                        "{} for {} ({})",
+                        w.opens.describe().trim_end_matches('.'),
+                        humantime_short(w.duration),
+                        w.timezone.name()
+                    )
+                }),
+            }
+        })
+        .collect()
+}
+
+/// "4h", "30m", "1h30m".
+fn humantime_short(duration: std::time::Duration) -> String {
+    let minutes = duration.as_secs() / 60;
+    match (minutes / 60, minutes % 60) {
+        (0, m) => format!("{m}m"),
+        (h, 0) => format!("{h}h"),
+        (h, m) => format!("{h}h{m}m"),
+    }
+}

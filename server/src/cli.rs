@@ -1,0 +1,347 @@
+//! The `flightdeck` command line. Every flag has an environment variable; `--config` adds a TOML
+//! file under both (see `config::FileSettings`).
+
+use crate::config::{DatabaseSetting, FileSettings, default_data_dir};
+use crate::database::Database;
+use crate::serve::{ServeOptions, serve};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use domain::audit::{Actor, Origin};
+use domain::auth::{NewUser, Scope, Secret, Tokens, Users};
+use domain::role::Role;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "flightdeck",
+    version,
+    about = "Flightdeck: a self-hosted release portal for one team's path from commit to production.",
+    long_about = "Flightdeck: a self-hosted release portal for one team's path from commit to production.\n\n\
+        Without DATABASE_URL it keeps everything in a private PostgreSQL cluster under the data \
+        directory, started from this machine's PostgreSQL binaries and stopped on exit.\n\n\
+        Start with `flightdeck serve --project path/to/flightdeck.yml`, then open the printed setup link."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// A TOML settings file; flags and environment variables override what it says.
+    #[arg(long, env = "FLIGHTDECK_CONFIG", global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where Flightdeck keeps its data (the embedded PostgreSQL cluster among it).
+    /// [default: $XDG_DATA_HOME/flightdeck or ~/.local/share/flightdeck]
+    #[arg(long, env = "FLIGHTDECK_DATA_DIR", global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// A PostgreSQL server to use instead of the embedded cluster, e.g.
+    /// postgres://flightdeck:secret@db.internal/flightdeck. Several replicas share one.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true, value_name = "URL")]
+    database_url: Option<String>,
+    /// Database connections per process. [default: 20]
+    #[arg(long, env = "FLIGHTDECK_MAX_CONNECTIONS", global = true)]
+    max_connections: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the portal: web pages, API, live updates.
+    Serve(ServeArgs),
+    /// Manage people: add, list, change roles, reset passwords.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens for CI, runners and SDKs.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Bring the database schema up to date, then exit (serve does this too).
+    Migrate,
+    /// Check a flightdeck.yml and print every problem with its line and column.
+    CheckDefinition {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port. [default: 127.0.0.1:3000]
+    #[arg(long, env = "FLIGHTDECK_ADDR", value_name = "HOST:PORT")]
+    addr: Option<SocketAddr>,
+    /// The URL people open, when it differs from --addr (a proxy in front). An https URL makes
+    /// session cookies Secure.
+    #[arg(long, env = "FLIGHTDECK_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
+    /// A project's flightdeck.yml to load at start (repeat for several projects).
+    #[arg(long = "project", env = "FLIGHTDECK_PROJECTS", value_delimiter = ',', value_name = "FILE")]
+    projects: Vec<PathBuf>,
+    /// The built web assets (cargo-leptos' site directory). [default: $LEPTOS_SITE_ROOT or target/site]
+    #[arg(long, env = "LEPTOS_SITE_ROOT", value_name = "DIR")]
+    site_root: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a person. Prints a generated password unless --password-stdin is given.
+    Add {
+        username: String,
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// The name shown in the portal. [default: the username]
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the password from standard input instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List everyone with their role.
+    List,
+    /// Change someone's role.
+    SetRole {
+        username: String,
+        #[arg(value_parser = parse_role)]
+        role: Role,
+    },
+    /// Set a new password (generated unless --password-stdin) and end their sessions.
+    ResetPassword {
+        username: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token; its secret is printed once.
+    Create {
+        /// What the token is for, e.g. github-actions.
+        name: String,
+        /// What it may do: read, definition:write, schedules:write (repeat or comma-separate).
+        #[arg(long = "scope", required = true, value_delimiter = ',', value_parser = parse_scope)]
+        scopes: Vec<Scope>,
+        /// Days until it stops working. [default: never]
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by its id.
+    Revoke { id: uuid::Uuid },
+}
+
+fn parse_role(value: &str) -> Result<Role, String> {
+    value.parse().map_err(|e: domain::role::UnknownRole| e.to_string())
+}
+
+fn parse_scope(value: &str) -> Result<Scope, String> {
+    value.parse().map_err(|e: domain::scope::UnknownScope| e.to_string())
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("FLIGHTDECK_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let json = std::env::var("FLIGHTDECK_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let file = FileSettings::load(cli.global.config.as_deref())?;
+    let database = || -> anyhow::Result<DatabaseSetting> {
+        Ok(match cli.global.database_url.clone().or(file.database_url.clone()) {
+            Some(url) => DatabaseSetting::Url(url),
+            None => DatabaseSetting::Embedded {
+                data_dir: match cli.global.data_dir.clone().or(file.data_dir.clone()) {
+                    Some(dir) => dir,
+                    None => default_data_dir()?,
+                },
+            },
+        })
+    };
+    let max_connections = cli.global.max_connections.or(file.max_connections).unwrap_or(20);
+    match cli.command {
+        Command::CheckDefinition { file } => check_definition(&file),
+        Command::Serve(args) => {
+            let mut projects = args.projects;
+            if projects.is_empty() {
+                projects = file.projects.clone();
+            }
+            serve(ServeOptions {
+                addr: args.addr.or(file.addr).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
+                public_url: args.public_url.or(file.public_url.clone()),
+                projects,
+                site_root: args.site_root.or(file.site_root.clone()).unwrap_or_else(|| PathBuf::from("target/site")),
+                database: database()?,
+                max_connections,
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let db = Database::open(&database()?, 2).await?;
+            println!("The database schema is up to date.");
+            db.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User(command) => {
+            let db = Database::open(&database()?, 2).await?;
+            let result = user_command(Users::new(db.pool.clone(), Default::default()), command).await;
+            db.close().await;
+            result.map(|()| ExitCode::SUCCESS)
+        }
+        Command::Token(command) => {
+            let db = Database::open(&database()?, 2).await?;
+            let result = token_command(&db, command).await;
+            db.close().await;
+            result.map(|()| ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn check_definition(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let source = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    match domain::definition::parse(&source) {
+        Ok(definition) => {
+            let stages = definition.stages().count();
+            println!(
+                "{}: ok: project `{}`, {} phases, {stages} stages, {} environments, {} schedules",
+                file.display(),
+                definition.project().key,
+                definition.phases().len(),
+                definition.environments().len(),
+                definition.schedules().len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(diagnostics) => {
+            eprint!("{}", domain::definition::render(&diagnostics, &file.display().to_string(), &source));
+            eprintln!("{}: {} error(s)", file.display(), diagnostics.len());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn cli_actor() -> Actor {
+    Actor::cli(&std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+}
+
+/// A password from stdin (first line), or a generated one that is printed.
+fn password(from_stdin: bool) -> anyhow::Result<(String, bool)> {
+    if from_stdin {
+        let mut input = String::new();
+        std::io::stdin().read_to_string(&mut input).context("cannot read the password from stdin")?;
+        Ok((input.lines().next().unwrap_or_default().to_string(), false))
+    } else {
+        // 43 URL-safe characters of OS randomness, without the token prefix.
+        Ok((Secret::generate("").expose().chars().take(20).collect(), true))
+    }
+}
+
+async fn user_command(users: Users, command: UserCommand) -> anyhow::Result<()> {
+    let origin = Origin::default();
+    match command {
+        UserCommand::Add { username, role, name, password_stdin } => {
+            let (password, generated) = password(password_stdin)?;
+            let display_name = name.unwrap_or_default();
+            let new = NewUser { username: &username, display_name: &display_name, role, password: &password };
+            users.create(new, cli_actor(), &origin).await?;
+            println!("Added {username} as {}.", role.label());
+            if generated {
+                println!("Their password: {password}");
+            }
+        }
+        UserCommand::List => {
+            println!("{:<24} {:<16} {:<9} {}", "USERNAME", "ROLE", "STATUS", "NAME");
+            for user in users.list().await? {
+                let status = if user.disabled { "disabled" } else { "active" };
+                println!("{:<24} {:<16} {:<9} {}", user.username, user.role.as_str(), status, user.display_name);
+            }
+        }
+        UserCommand::SetRole { username, role } => {
+            users.set_role(&username, role, cli_actor(), &origin).await?;
+            println!("{username} is now {}.", role.label());
+        }
+        UserCommand::ResetPassword { username, password_stdin } => {
+            let (password, generated) = password(password_stdin)?;
+            users.reset_password(&username, &password, cli_actor(), &origin).await?;
+            println!("Password of {username} changed; their sessions were ended.");
+            if generated {
+                println!("Their new password: {password}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn token_command(db: &Database, command: TokenCommand) -> anyhow::Result<()> {
+    use domain::audit::AuditRecord;
+    let tokens = Tokens::new(db.pool.clone());
+    let origin = Origin::default();
+    match command {
+        TokenCommand::Create { name, scopes, expires_in_days } => {
+            let expires_at = expires_in_days.map(|d| chrono::Utc::now() + chrono::Duration::days(d.into()));
+            let token = tokens.create(&name, &scopes, None, expires_at).await?;
+            AuditRecord::new(cli_actor(), "token.created", &origin)
+                .security()
+                .target(&name)
+                .details(serde_json::json!({ "id": token.summary.id, "scopes": token.summary.scopes }))
+                .write(&db.pool)
+                .await?;
+            println!("Created token {} ({}). Its secret, shown only now:", name, token.summary.id);
+            println!("{}", token.secret);
+        }
+        TokenCommand::List => {
+            println!("{:<36}  {:<20} {:<12} {:<32} {}", "ID", "NAME", "PREFIX", "SCOPES", "STATE");
+            for t in tokens.list().await? {
+                let state = match (t.revoked_at, t.last_used_at) {
+                    (Some(_), _) => "revoked".to_string(),
+                    (None, Some(at)) => format!("last used {}", at.format("%Y-%m-%d %H:%M UTC")),
+                    (None, None) => "never used".to_string(),
+                };
+                println!("{:<36}  {:<20} {:<12} {:<32} {state}", t.id, t.name, t.prefix, t.scopes.join(","));
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            if tokens.revoke(id).await? {
+                AuditRecord::new(cli_actor(), "token.revoked", &origin)
+                    .security()
+                    .target(id.to_string())
+                    .write(&db.pool)
+                    .await?;
+                println!("Revoked {id}.");
+            } else {
+                println!("{id} was already revoked.");
+            }
+        }
+    }
+    Ok(())
+}

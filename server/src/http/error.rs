@@ -1,0 +1,97 @@
+//! The REST API's errors, mapped to HTTP once. Internal causes are logged, never sent.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("sign in or send an API token (Authorization: Bearer <token>)")]
+    Unauthenticated,
+    #[error("this API token is unknown, revoked or expired")]
+    InvalidToken,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{message}")]
+    Invalid { message: String, details: serde_json::Value },
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("the database is unavailable; try again shortly")]
+    Unavailable,
+    #[error("something went wrong on the server; the error was logged")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
+        ApiError::Internal(cause.into())
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthenticated | ApiError::InvalidToken => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthenticated => "unauthenticated",
+            ApiError::InvalidToken => "invalid_token",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Invalid { .. } => "invalid",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::Unavailable => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => ApiError::Unavailable,
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<domain::access::Denied> for ApiError {
+    fn from(d: domain::access::Denied) -> Self {
+        match d {
+            domain::access::Denied::Unauthenticated => ApiError::Unauthenticated,
+            domain::access::Denied::Forbidden(m) => ApiError::Forbidden(m),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(error = ?cause, "API request failed");
+        }
+        let details = match &self {
+            ApiError::Invalid { details, .. } => details.clone(),
+            _ => serde_json::Value::Null,
+        };
+        let mut body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
+        if !details.is_null() {
+            body["error"]["details"] = details;
+        }
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

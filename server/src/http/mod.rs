@@ -1,0 +1,91 @@
+//! The HTTP surface: pages and server functions (Leptos), the REST API, live events and health
+//! checks, behind one stack of layers (tracing, body limit, caller, CSRF, authorization).
+
+pub mod api;
+pub mod authz;
+pub mod caller;
+pub mod csrf;
+pub mod error;
+pub mod events;
+pub mod health;
+pub mod routes;
+
+use crate::live::LiveHub;
+use app::{App, shell};
+use axum::extract::FromRef;
+use axum::http::Method;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::Router;
+use domain::access::Access;
+use domain::auth::Scope;
+use domain::portal::Portal;
+use domain::role::RoleSet;
+use leptos::prelude::*;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use routes::{AccessTable, Routes, UndeclaredRoutes};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+/// The largest request body accepted anywhere (a definition is at most 512 KiB).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub portal: Portal,
+    pub live: LiveHub,
+    pub access: Arc<AccessTable>,
+    /// Cancelled when the server starts shutting down: streams end, readiness turns false.
+    pub shutdown: CancellationToken,
+}
+
+/// Every REST route (health, events and the `/api/v1` API).
+pub fn api_routes() -> Routes {
+    let routes = Routes::new()
+        .get("/healthz", Access::Public, health::healthz)
+        .get("/readyz", Access::Public, health::readyz)
+        .get("/api/v1/events", Access::people_or_token(RoleSet::ANYONE, Scope::Read), events::events);
+    api::routes(routes)
+}
+
+/// The access table for everything the router serves.
+pub fn access_table() -> Result<AccessTable, UndeclaredRoutes> {
+    let pages: Vec<(String, Vec<Method>)> = generate_route_list(App)
+        .iter()
+        .map(|listing| (listing.path().to_string(), listing.methods().map(http_method).collect()))
+        .collect();
+    let server_fns: Vec<(String, Method)> = leptos::server_fn::axum::server_fn_paths()
+        .map(|(path, method)| (path.to_string(), method))
+        .collect();
+    AccessTable::build(&api_routes().specs, &pages, &server_fns)
+}
+
+fn http_method(method: leptos_router::Method) -> Method {
+    match method {
+        leptos_router::Method::Get => Method::GET,
+        leptos_router::Method::Post => Method::POST,
+        leptos_router::Method::Put => Method::PUT,
+        leptos_router::Method::Delete => Method::DELETE,
+        leptos_router::Method::Patch => Method::PATCH,
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let portal = state.portal.clone();
+    let context = move || provide_context(portal.clone());
+    let options = state.leptos_options.clone();
+    let app_shell = move || shell(options.clone());
+    api_routes()
+        .router
+        .leptos_routes_with_context(&state, generate_route_list(App), context.clone(), app_shell.clone())
+        .route_layer(from_fn_with_state(state.clone(), authz::enforce_access))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, shell))
+        .layer(from_fn(authz::server_fn_status))
+        .layer(from_fn_with_state(state.clone(), csrf::refuse_cross_site))
+        .layer(from_fn_with_state(state.clone(), caller::resolve_caller))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

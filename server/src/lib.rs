@@ -1,0 +1,10 @@
+//! The Flightdeck server: configuration, the embedded PostgreSQL cluster, the HTTP surface
+//! (pages, server functions, REST API, live events), background services and the CLI.
+
+pub mod cli;
+pub mod config;
+pub mod database;
+pub mod embedded_pg;
+pub mod http;
+pub mod live;
+pub mod serve;

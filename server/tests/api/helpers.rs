@@ -1,0 +1,242 @@
+//! Starts the real server on a random port against a fresh database, with a typed client.
+//!
+//! Databases come from the cluster in `FLIGHTDECK_TEST_DATABASE_URL` (the test command starts
+//! one) or, when that is unset, from a private cluster this test binary starts itself. Each test
+//! gets `CREATE DATABASE … TEMPLATE` of a database migrated once.
+
+use domain::audit::{Actor, Origin};
+use domain::auth::{NewUser, Scope, Users};
+use domain::portal::Portal;
+use domain::role::Role;
+use reqwest::StatusCode;
+use server::http::{self, AppState};
+use server::live::LiveHub;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const SAMPLE: &str = include_str!("../../../examples/studybuddy/flightdeck.yml");
+
+/// The cluster every test of this binary shares.
+static CLUSTER: OnceCell<PgConnectOptions> = OnceCell::const_new();
+
+async fn cluster() -> PgConnectOptions {
+    CLUSTER
+        .get_or_init(|| async {
+            let options = match std::env::var("FLIGHTDECK_TEST_DATABASE_URL") {
+                Ok(url) => PgConnectOptions::from_str(&url).expect("FLIGHTDECK_TEST_DATABASE_URL is a URL"),
+                Err(_) => own_cluster().await,
+            };
+            create_template(&options).await;
+            options
+        })
+        .await
+        .clone()
+}
+
+/// A cluster for this test process, stopped by a watcher when the process exits.
+async fn own_cluster() -> PgConnectOptions {
+    let dir = std::env::temp_dir().join(format!("flightdeck-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cluster = server::embedded_pg::EmbeddedPostgres::start(&dir).await.expect("the test cluster starts");
+    let options = cluster.connect_options();
+    // The cluster must outlive every test of this binary; a watcher stops it when we exit.
+    let data = dir.join("postgres/data");
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+             pg=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1); \
+             if [ \"$(id -u)\" = 0 ]; then runuser -u postgres -- $pg/pg_ctl -D {data} -m immediate stop; \
+             else $pg/pg_ctl -D {data} -m immediate stop; fi; rm -rf {dir}",
+            pid = std::process::id(),
+            data = data.display(),
+            dir = dir.display()
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::mem::forget(cluster);
+    options
+}
+
+const TEMPLATE: &str = "flightdeck_test_template";
+
+async fn create_template(cluster: &PgConnectOptions) {
+    let admin = cluster.clone().database("postgres").connect().await.expect("connects to the test cluster");
+    let mut admin = admin;
+    // Several test binaries run at once: one builds the template, the others wait for it.
+    sqlx::query("select pg_advisory_lock(4242)").execute(&mut admin).await.unwrap();
+    let exists: bool = sqlx::query_scalar("select exists(select 1 from pg_database where datname = $1)")
+        .bind(TEMPLATE)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    let fresh = !exists || {
+        // A template from an older schema is rebuilt.
+        let pool = PgPoolOptions::new().connect_with(cluster.clone().database(TEMPLATE)).await.unwrap();
+        let applied: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations").fetch_one(&pool).await.unwrap_or(0);
+        pool.close().await;
+        applied != domain::db::MIGRATOR.iter().count() as i64
+    };
+    if fresh {
+        sqlx::query(&format!("drop database if exists {TEMPLATE} with (force)")).execute(&mut admin).await.unwrap();
+        sqlx::query(&format!("create database {TEMPLATE}")).execute(&mut admin).await.unwrap();
+        let pool = PgPoolOptions::new().connect_with(cluster.clone().database(TEMPLATE)).await.unwrap();
+        domain::db::migrate(&pool).await.unwrap();
+        pool.close().await;
+    }
+    sqlx::query("select pg_advisory_unlock(4242)").execute(&mut admin).await.unwrap();
+}
+
+/// A fresh, migrated database; returns its connect options.
+pub async fn fresh_database() -> PgConnectOptions {
+    let cluster = cluster().await;
+    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = cluster.clone().database("postgres").connect().await.unwrap();
+    sqlx::query(&format!("create database {name} template {TEMPLATE}")).execute(&mut admin).await.unwrap();
+    cluster.database(&name)
+}
+
+/// A URL for a database, for spawning the real binary against it.
+pub fn url_of(options: &PgConnectOptions) -> String {
+    let host = options.get_host();
+    let db = options.get_database().unwrap_or("postgres");
+    let user = options.get_username();
+    if host.starts_with('/') {
+        format!("postgres://{user}@/{db}?host={host}&port={}", options.get_port())
+    } else {
+        format!("postgres://{user}@{host}:{}/{db}", options.get_port())
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub pool: PgPool,
+    pub options: PgConnectOptions,
+    shutdown: CancellationToken,
+}
+
+impl TestApp {
+    /// A server on a fresh database with the StudyBuddy sample loaded.
+    pub async fn spawn() -> TestApp {
+        let app = Self::spawn_empty().await;
+        domain::project::load_definition(&app.pool, SAMPLE, "examples/studybuddy/flightdeck.yml", None, Actor::system(), &Origin::default())
+            .await
+            .expect("the sample loads");
+        app
+    }
+
+    /// A server on a fresh database with nothing in it.
+    pub async fn spawn_empty() -> TestApp {
+        Self::spawn_on(fresh_database().await).await
+    }
+
+    /// Another server process on the same database (as a second replica would be).
+    pub async fn spawn_on(options: PgConnectOptions) -> TestApp {
+        let pool = PgPoolOptions::new().max_connections(10).connect_with(options.clone()).await.unwrap();
+        let shutdown = CancellationToken::new();
+        let live = LiveHub::start(pool.clone(), shutdown.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let leptos_options = leptos::prelude::LeptosOptions::builder()
+            .output_name("flightdeck")
+            .site_root("target/site")
+            .site_addr(addr)
+            .build();
+        let state = AppState {
+            leptos_options,
+            portal: Portal::new(pool.clone(), false),
+            live: live.clone(),
+            access: Arc::new(http::access_table().expect("every route declares its access")),
+            shutdown: shutdown.clone(),
+        };
+        let router = http::router(state);
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+                .unwrap();
+        });
+        // Ready means listening for live updates too.
+        for _ in 0..200 {
+            if live.is_listening() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        TestApp { addr, pool, options, shutdown }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A client with no session.
+    pub fn anonymous(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    pub async fn add_user(&self, username: &str, role: Role) {
+        let users = Users::new(self.pool.clone(), Default::default());
+        let new = NewUser { username, display_name: username, role, password: PASSWORD };
+        users.create(new, Actor::system(), &Origin::default()).await.expect("the user is created");
+    }
+
+    /// Signs in through the real login server function; the client keeps the session cookie.
+    pub async fn sign_in(&self, username: &str) -> reqwest::Client {
+        let client = self.anonymous();
+        let response = client
+            .post(self.url("/fn/login"))
+            .form(&[("username", username), ("password", PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success() || response.status().is_redirection(), "sign-in failed: {}", response.status());
+        client
+    }
+
+    /// A user with `role`, signed in.
+    pub async fn person(&self, role: Role) -> reqwest::Client {
+        let name = format!("{}-{}", role.as_str(), &uuid::Uuid::new_v4().simple().to_string()[..6]);
+        self.add_user(&name, role).await;
+        self.sign_in(&name).await
+    }
+
+    pub async fn token(&self, scopes: &[Scope]) -> String {
+        domain::auth::Tokens::new(self.pool.clone())
+            .create("test-token", scopes, None, None)
+            .await
+            .unwrap()
+            .secret
+    }
+
+    pub async fn audit_count(&self, action: &str) -> i64 {
+        sqlx::query_scalar("select count(*) from audit_event where action = $1")
+            .bind(action)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn assert_status(response: &reqwest::Response, expected: StatusCode) {
+    assert_eq!(response.status(), expected, "{} {}", response.url(), response.status());
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real server on a random port, a fresh database per test.
+
+mod access;
+mod binary;
+mod helpers;
+mod live;
+mod overview;
+mod people;
