@@ -1,6 +1,6 @@
 //! Pieces every page uses: the frame with its navigation, error messages and time formatting.
 
-use crate::api::session::Logout;
+use crate::api::session::{Logout, current_user};
 use crate::error::AppError;
 use crate::MeResource;
 use chrono::{DateTime, Utc};
@@ -11,7 +11,9 @@ use leptos_router::hooks::use_location;
 /// The frame of every signed-in page: header, navigation, sign-out.
 #[component]
 pub fn Layout(children: Children) -> impl IntoView {
-    let me = expect_context::<MeResource>();
+    // Made anew on every page, so a sign-in or sign-out in between is always reflected.
+    let me: MeResource = Resource::new_blocking(|| (), |_| current_user());
+    provide_context(me);
     let logout = ServerAction::<Logout>::new();
     let path = use_location().pathname;
     let nav_link = move |href: &'static str, label: &'static str| {

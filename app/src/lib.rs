@@ -11,7 +11,6 @@ pub mod error;
 pub mod live;
 pub mod pages;
 
-use crate::api::session::current_user;
 use crate::components::Layout;
 use domain::people::Me;
 use leptos::prelude::*;
@@ -39,14 +38,12 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
-/// The signed-in person, loaded once per page and shared by every component.
+/// The signed-in person, loaded by the page frame and shared with the page inside it.
 pub type MeResource = Resource<Result<Option<Me>, error::AppError>>;
 
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    let me: MeResource = Resource::new_blocking(|| (), |_| current_user());
-    provide_context(me);
     view! {
         <Stylesheet id="leptos" href="/pkg/flightdeck.css" />
         <Title formatter=|page: String| if page.is_empty() { "Flightdeck".to_string() } else { format!("{page} · Flightdeck") } />

@@ -34,7 +34,7 @@ pub fn use_live_changes() -> ReadSignal<u64> {
                     set_changes.update(|n| *n += 1);
                 }
             });
-            let source = SendWrapper::new(source);
+            let source = send_wrapper::SendWrapper::new(source);
             on_cleanup(move || source.take().close());
         });
     }

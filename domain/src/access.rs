@@ -33,7 +33,7 @@ impl Access {
 /// Why a caller was refused. The message is shown to the person.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denied {
-    #[error("sign in to continue")]
+    #[error("Sign in to continue.")]
     Unauthenticated,
     #[error("{0}")]
     Forbidden(String),
@@ -48,7 +48,7 @@ pub fn decide(access: Access, caller: Option<&Principal>) -> Result<(), Denied> 
         None => Err(Denied::Unauthenticated),
         Some(Principal::User(user)) if roles.allows(user.role) => Ok(()),
         Some(Principal::User(user)) => Err(Denied::Forbidden(format!(
-            "this needs the {} role; you are signed in as {} ({})",
+            "This needs the {} role; you are signed in as {} ({}).",
             roles.describe(),
             user.username,
             user.role.label()
@@ -56,11 +56,11 @@ pub fn decide(access: Access, caller: Option<&Principal>) -> Result<(), Denied> 
         Some(Principal::Token(token)) => match token_scope {
             Some(scope) if token.scopes.contains(&scope) => Ok(()),
             Some(scope) => Err(Denied::Forbidden(format!(
-                "the token `{}` lacks the `{scope}` scope this needs",
+                "The token `{}` lacks the `{scope}` scope this needs.",
                 token.name
             ))),
             None => Err(Denied::Forbidden(format!(
-                "API tokens cannot do this; sign in as a person with the {} role",
+                "API tokens cannot do this; sign in as a person with the {} role.",
                 roles.describe()
             ))),
         },
@@ -104,7 +104,7 @@ mod tests {
         assert_eq!(
             refused,
             Err(Denied::Forbidden(
-                "this needs the release manager or admin role; you are signed in as sam (viewer)".into()
+                "This needs the release manager or admin role; you are signed in as sam (viewer).".into()
             ))
         );
         assert_eq!(decide(Access::people(RoleSet::RELEASE_MANAGERS), Some(&person(Role::Admin))), Ok(()));

@@ -177,7 +177,9 @@ fn init_tracing() {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let file = FileSettings::load(cli.global.config.as_deref())?;
     let database = || -> anyhow::Result<DatabaseSetting> {
-        Ok(match cli.global.database_url.clone().or(file.database_url.clone()) {
+        // An empty DATABASE_URL (as `export DATABASE_URL=` leaves it) means "not set".
+        let url = cli.global.database_url.clone().filter(|u| !u.trim().is_empty());
+        Ok(match url.or(file.database_url.clone()) {
             Some(url) => DatabaseSetting::Url(url),
             None => DatabaseSetting::Embedded {
                 data_dir: match cli.global.data_dir.clone().or(file.data_dir.clone()) {

@@ -129,7 +129,7 @@ async fn pausing_a_schedule_twice_changes_it_once() {
         assert_eq!(body["changed"], expected);
     }
     assert_eq!(app.audit_count("schedule.paused").await, 1);
-    let r = client.post(app.url("/api/v1/projects/studybuddy/schedules/nightly/pause")).bearer_auth(&token).send().await.unwrap();
+    let r = client.post(app.url("/api/v1/projects/studybuddy/schedules/hourly/pause")).bearer_auth(&token).send().await.unwrap();
     assert_status(&r, StatusCode::NOT_FOUND);
 }
 

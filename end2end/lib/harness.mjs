@@ -1,0 +1,123 @@
+// Starts the real `flightdeck` binary on its embedded PostgreSQL (a fresh data directory per
+// test file), and Debian's chromium through playwright-core.
+
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, chmodSync, rmSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const repo = join(here, '..', '..');
+export const sample = join(repo, 'examples', 'studybuddy', 'flightdeck.yml');
+const bin = process.env.FLIGHTDECK_BIN;
+const siteRoot = process.env.FLIGHTDECK_SITE_ROOT ?? join(repo, 'target', 'site');
+if (!bin) throw new Error('FLIGHTDECK_BIN must name the built flightdeck binary (the test command sets it)');
+
+export const PASSWORD = 'correct horse battery staple';
+export const screenshots = join(repo, 'end2end', 'screenshots');
+mkdirSync(screenshots, { recursive: true });
+
+export const PHONE = { width: 390, height: 844 };
+export const DESKTOP = { width: 1440, height: 900 };
+
+/** The environment for the binary: the embedded database, quiet logs. */
+function portalEnv() {
+  const env = { ...process.env, FLIGHTDECK_LOG: 'warn' };
+  delete env.DATABASE_URL;
+  return env;
+}
+
+/** Runs a `flightdeck` CLI command against a data directory; returns stdout. */
+export function cli(dataDir, args, input) {
+  const result = spawnSync(bin, [...args, '--data-dir', dataDir], {
+    input,
+    encoding: 'utf8',
+    env: portalEnv(),
+  });
+  if (result.status !== 0) throw new Error(`flightdeck ${args.join(' ')} failed: ${result.stderr}`);
+  return result.stdout;
+}
+
+/** A running portal with the StudyBuddy sample and the given people ({name: role}). */
+export async function startPortal(people = {}) {
+  const dataDir = mkdtempSync(join(tmpdir(), 'flightdeck-e2e-'));
+  chmodSync(dataDir, 0o755); // the postgres user must reach the cluster under it
+  for (const [name, role] of Object.entries(people)) {
+    cli(dataDir, ['user', 'add', name, '--role', role, '--name', title(name), '--password-stdin'], PASSWORD);
+  }
+  const child = spawn(bin, ['serve', '--addr', '127.0.0.1:0', '--data-dir', dataDir, '--project', sample, '--site-root', siteRoot], {
+    env: portalEnv(),
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: child.stdout });
+  let setupLink;
+  lines.on('line', (line) => {
+    const match = line.match(/(http:\/\/\S+\/setup\/\S+)/);
+    if (match) setupLink = match[1];
+  });
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('flightdeck did not start within 60 s')), 60_000);
+    lines.on('line', (line) => {
+      const match = line.match(/listening on (http:\/\/\S+)/);
+      if (match) { clearTimeout(timer); resolve(match[1]); }
+    });
+    child.on('exit', (code) => reject(new Error(`flightdeck exited with ${code}`)));
+  });
+  return {
+    url,
+    dataDir,
+    get setupLink() { return setupLink; },
+    cli: (args, input) => cli(dataDir, args, input),
+    async stop() {
+      const exited = new Promise((resolve) => child.on('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+function title(name) {
+  return name.charAt(0).toUpperCase() + name.slice(1);
+}
+
+export async function launchBrowser() {
+  const profile = mkdtempSync(join(tmpdir(), 'flightdeck-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    viewport: DESKTOP,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  return {
+    context,
+    async close() {
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Waits until the page's WebAssembly has hydrated (buttons then act without a reload). */
+export async function hydrated(page) {
+  await page.waitForFunction(() => window.__flightdeck_hydrated === true, null, { timeout: 30_000 });
+}
+
+/** Signs in through the sign-in form, as a person would. */
+export async function signIn(page, portal, name, next = '/') {
+  await page.goto(`${portal.url}/login?next=${encodeURIComponent(next)}`);
+  await page.getByLabel('Username').fill(name);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL((u) => !u.pathname.startsWith('/login'));
+}
+
+/** Saves the whole page, and what the screen shows first, for a person to look at. */
+export async function shot(page, name) {
+  await page.screenshot({ path: join(screenshots, `${name}.png`), fullPage: true });
+  await page.screenshot({ path: join(screenshots, `${name}-screen.png`) });
+}

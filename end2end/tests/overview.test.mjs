@@ -1,0 +1,93 @@
+// The overview: signing in, the pipeline at a glance, live updates, desktop and phone widths.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { startPortal, launchBrowser, signIn, hydrated, shot, PHONE, DESKTOP, sample } from '../lib/harness.mjs';
+
+let portal;
+let browser;
+
+before(async () => {
+  portal = await startPortal({ dana: 'developer', vera: 'viewer', rhea: 'release-manager' });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await portal?.stop();
+});
+
+test('a person signs in and sees all four phases, schedules and environments', async () => {
+  const page = await browser.context.newPage();
+  await page.goto(portal.url);
+  assert.match(page.url(), /\/login\?next=/, 'anonymous visitors are sent to sign in');
+  await signIn(page, portal, 'dana');
+  await hydrated(page);
+  for (const phase of ['Development', 'CI/CD', 'Staging', 'Production']) {
+    await page.getByRole('heading', { name: phase, exact: true }).waitFor();
+  }
+  await page.locator('[data-stage="qa-approval"]').getByText('Approval by QA').waitFor();
+  await page.locator('[data-schedule="staging"] .fires li').nth(4).waitFor();
+  assert.equal(await page.locator('[data-schedule="staging"] .fires li').count(), 5);
+  assert.match(await page.locator('[data-schedule="production"] .fires li').first().innerText(), /Sun .* 02:00 CE/);
+  await page.locator('[data-environment="production"]').getByText('No release deployed yet').waitFor();
+  for (const kind of ['apk', 'ipa', 'web', 'asset-bundle', 'db-schema', 'api-spec']) {
+    assert.ok(await page.locator(`[data-phase="ci-cd"] .chip[data-kind="${kind}"]`).count() >= 1, `CI/CD shows its ${kind}`);
+  }
+  const columns = await page.$$eval('.phase', (phases) => new Set(phases.map((p) => Math.round(p.getBoundingClientRect().top))).size);
+  assert.equal(columns, 1, 'on a desktop the four phases stand side by side');
+  await shot(page, 'overview-desktop');
+  await page.close();
+});
+
+test('a change made through the API appears in the open page without a reload', async () => {
+  const page = await browser.context.newPage();
+  await signIn(page, portal, 'dana');
+  await hydrated(page);
+  await page.evaluate(() => { window.__not_reloaded = true; });
+  const token = portal.cli(['token', 'create', 'e2e-ci', '--scope', 'definition:write']).trim().split('\n').pop();
+  const changed = readFileSync(sample, 'utf8').replace('name: StudyBuddy', 'name: StudyBuddy Live');
+  const response = await fetch(`${portal.url}/api/v1/projects/studybuddy/definition`, {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${token}` },
+    body: changed,
+  });
+  assert.equal(response.status, 201);
+  await page.getByRole('heading', { name: 'StudyBuddy Live' }).waitFor({ timeout: 3000 });
+  assert.equal(await page.evaluate(() => window.__not_reloaded), true, 'the page was not reloaded');
+  await page.close();
+});
+
+test('a viewer who tries to pause a schedule is told which role it needs', async () => {
+  const page = await browser.context.newPage();
+  await signIn(page, portal, 'vera');
+  await hydrated(page);
+  await page.locator('[data-schedule="production"]').getByRole('button', { name: 'Pause' }).click();
+  const alert = page.getByRole('alert');
+  await alert.waitFor();
+  assert.match(await alert.innerText(), /needs the release manager or admin role; you are signed in as vera \(viewer\)/);
+  assert.equal(await page.locator('[data-schedule="production"] .paused-note').count(), 0);
+  await shot(page, 'viewer-refused-desktop');
+  await page.close();
+});
+
+test('on a phone the phases stack and a release manager pauses and resumes a schedule', async () => {
+  const page = await browser.context.newPage({ viewport: PHONE });
+  await page.setViewportSize(PHONE);
+  await signIn(page, portal, 'rhea');
+  await hydrated(page);
+  const tops = await page.$$eval('.phase', (phases) => phases.map((p) => p.getBoundingClientRect()));
+  assert.equal(tops.length, 4);
+  for (let i = 1; i < tops.length; i++) assert.ok(tops[i].top >= tops[i - 1].bottom, 'phases are stacked');
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `no sideways scrolling on a phone (overflow ${overflow}px)`);
+  const schedule = page.locator('[data-schedule="staging"]');
+  await schedule.getByRole('button', { name: 'Pause' }).click();
+  await schedule.getByText('Paused by rhea').waitFor();
+  await shot(page, 'overview-phone');
+  await schedule.getByRole('button', { name: 'Resume' }).click();
+  await schedule.locator('.fires li').first().waitFor();
+  await page.setViewportSize(DESKTOP);
+  await page.close();
+});
