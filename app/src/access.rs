@@ -5,7 +5,7 @@
 
 use crate::api::{admin, audit, overview, session};
 use crate::error::AppError;
-use domain::access::{decide, Access};
+use domain::access::{Access, decide};
 use domain::auth::{Caller, Principal, Scope};
 use domain::role::RoleSet;
 use leptos::prelude::*;

@@ -1,8 +1,8 @@
 //! Pieces every page uses: the frame with its navigation, error messages and time formatting.
 
+use crate::MeResource;
 use crate::api::session::{Logout, current_user};
 use crate::error::AppError;
-use crate::MeResource;
 use chrono::{DateTime, Utc};
 use domain::role::Role;
 use leptos::prelude::*;
@@ -19,7 +19,11 @@ pub fn Layout(children: Children) -> impl IntoView {
     let nav_link = move |href: &'static str, label: &'static str| {
         let current = move || {
             let p = path.get();
-            if href == "/" { p == "/" || p.starts_with("/projects/") } else { p.starts_with(href) }
+            if href == "/" {
+                p == "/" || p.starts_with("/projects/")
+            } else {
+                p.starts_with(href)
+            }
         };
         view! { <a href=href class="nav-link" aria-current=move || current().then_some("page")>{label}</a> }
     };

@@ -24,7 +24,10 @@ pub enum AppError {
     Conflict(String),
     /// Too many attempts (429).
     #[error("{message}")]
-    TooManyRequests { message: String, retry_after_secs: u64 },
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// Something failed on the server; the cause is in the server log.
     #[error("something went wrong on the server; the error was logged")]
     Internal,
@@ -35,7 +38,10 @@ pub enum AppError {
 
 impl AppError {
     pub fn invalid(field: &str, message: impl std::fmt::Display) -> Self {
-        AppError::Invalid { field: field.to_string(), message: message.to_string() }
+        AppError::Invalid {
+            field: field.to_string(),
+            message: message.to_string(),
+        }
     }
 
     pub fn status(&self) -> u16 {
@@ -97,7 +103,9 @@ mod ssr {
                 UserError::DisplayName => AppError::invalid("display_name", e),
                 UserError::Taken(_) => AppError::Conflict(e.to_string()),
                 UserError::NotFound(_) => AppError::NotFound(e.to_string()),
-                UserError::OwnAccount(_) | UserError::LastAdmin(_) => AppError::Conflict(e.to_string()),
+                UserError::OwnAccount(_) | UserError::LastAdmin(_) => {
+                    AppError::Conflict(e.to_string())
+                }
                 UserError::Database(e) => AppError::internal(e),
             }
         }
@@ -136,7 +144,9 @@ mod ssr {
         fn from(e: TokenError) -> Self {
             match e {
                 TokenError::BadName => AppError::invalid("name", e),
-                TokenError::NoScopes | TokenError::UnknownScope(_) => AppError::invalid("scopes", e),
+                TokenError::NoScopes | TokenError::UnknownScope(_) => {
+                    AppError::invalid("scopes", e)
+                }
                 TokenError::NotFound(_) => AppError::NotFound(e.to_string()),
                 TokenError::Database(e) => AppError::internal(e),
             }

@@ -15,8 +15,11 @@ pub fn use_live_changes() -> ReadSignal<u64> {
         use futures::StreamExt;
         use gloo_net::eventsource::futures::EventSource;
         Effect::new(move |_| {
-            let Ok(mut source) = EventSource::new(EVENTS_URL) else { return };
-            let (Ok(changed), Ok(ready)) = (source.subscribe("change"), source.subscribe("ready")) else {
+            let Ok(mut source) = EventSource::new(EVENTS_URL) else {
+                return;
+            };
+            let (Ok(changed), Ok(ready)) = (source.subscribe("change"), source.subscribe("ready"))
+            else {
                 return;
             };
             // `ready` arrives on every (re)connection; after a reconnection events may have been

@@ -15,18 +15,27 @@ pub enum Access {
     /// signatures).
     Public,
     /// A person with one of these roles; or an API token with `token_scope`, when that is set.
-    Signed { roles: RoleSet, token_scope: Option<Scope> },
+    Signed {
+        roles: RoleSet,
+        token_scope: Option<Scope>,
+    },
 }
 
 impl Access {
     /// People with one of these roles; tokens are refused.
     pub const fn people(roles: RoleSet) -> Self {
-        Access::Signed { roles, token_scope: None }
+        Access::Signed {
+            roles,
+            token_scope: None,
+        }
     }
 
     /// People with one of these roles, or tokens with this scope.
     pub const fn people_or_token(roles: RoleSet, scope: Scope) -> Self {
-        Access::Signed { roles, token_scope: Some(scope) }
+        Access::Signed {
+            roles,
+            token_scope: Some(scope),
+        }
     }
 }
 
@@ -85,7 +94,11 @@ mod tests {
     }
 
     fn token(scopes: &[Scope]) -> Principal {
-        Principal::Token(TokenPrincipal { id: Uuid::nil(), name: "ci".into(), scopes: scopes.to_vec() })
+        Principal::Token(TokenPrincipal {
+            id: Uuid::nil(),
+            name: "ci".into(),
+            scopes: scopes.to_vec(),
+        })
     }
 
     #[test]
@@ -95,26 +108,48 @@ mod tests {
 
     #[test]
     fn anonymous_callers_must_sign_in() {
-        assert_eq!(decide(Access::people(RoleSet::ANYONE), None), Err(Denied::Unauthenticated));
+        assert_eq!(
+            decide(Access::people(RoleSet::ANYONE), None),
+            Err(Denied::Unauthenticated)
+        );
     }
 
     #[test]
     fn a_viewer_is_refused_a_release_managers_action_with_the_reason() {
-        let refused = decide(Access::people(RoleSet::RELEASE_MANAGERS), Some(&person(Role::Viewer)));
+        let refused = decide(
+            Access::people(RoleSet::RELEASE_MANAGERS),
+            Some(&person(Role::Viewer)),
+        );
         assert_eq!(
             refused,
             Err(Denied::Forbidden(
-                "This needs the release manager or admin role; you are signed in as sam (viewer).".into()
+                "This needs the release manager or admin role; you are signed in as sam (viewer)."
+                    .into()
             ))
         );
-        assert_eq!(decide(Access::people(RoleSet::RELEASE_MANAGERS), Some(&person(Role::Admin))), Ok(()));
+        assert_eq!(
+            decide(
+                Access::people(RoleSet::RELEASE_MANAGERS),
+                Some(&person(Role::Admin))
+            ),
+            Ok(())
+        );
     }
 
     #[test]
     fn tokens_need_the_declared_scope_and_are_refused_where_none_is_declared() {
         let access = Access::people_or_token(RoleSet::DEVELOPERS, Scope::DefinitionWrite);
-        assert_eq!(decide(access, Some(&token(&[Scope::DefinitionWrite]))), Ok(()));
+        assert_eq!(
+            decide(access, Some(&token(&[Scope::DefinitionWrite]))),
+            Ok(())
+        );
         assert!(decide(access, Some(&token(&[Scope::Read]))).is_err());
-        assert!(decide(Access::people(RoleSet::ANYONE), Some(&token(&[Scope::Read]))).is_err());
+        assert!(
+            decide(
+                Access::people(RoleSet::ANYONE),
+                Some(&token(&[Scope::Read]))
+            )
+            .is_err()
+        );
     }
 }

@@ -71,18 +71,34 @@ mod store {
 
     impl Actor {
         pub fn anonymous() -> Self {
-            Actor { kind: "anonymous", id: None, name: "anonymous".into() }
+            Actor {
+                kind: "anonymous",
+                id: None,
+                name: "anonymous".into(),
+            }
         }
         pub fn system() -> Self {
-            Actor { kind: "system", id: None, name: "flightdeck".into() }
+            Actor {
+                kind: "system",
+                id: None,
+                name: "flightdeck".into(),
+            }
         }
         /// A person at the command line, named by their OS login.
         pub fn cli(os_user: &str) -> Self {
-            Actor { kind: "system", id: None, name: format!("cli:{os_user}") }
+            Actor {
+                kind: "system",
+                id: None,
+                name: format!("cli:{os_user}"),
+            }
         }
         pub fn of(principal: Option<&Principal>) -> Self {
             match principal {
-                Some(p) => Actor { kind: p.actor_kind(), id: Some(p.id()), name: p.name().to_string() },
+                Some(p) => Actor {
+                    kind: p.actor_kind(),
+                    id: Some(p.id()),
+                    name: p.name().to_string(),
+                },
                 None => Actor::anonymous(),
             }
         }
@@ -176,7 +192,11 @@ mod store {
         filter: &AuditFilter,
         limit: i64,
     ) -> Result<AuditPage, sqlx::Error> {
-        let action_prefix = filter.action.as_deref().filter(|a| a.ends_with('.')).map(|a| format!("{a}%"));
+        let action_prefix = filter
+            .action
+            .as_deref()
+            .filter(|a| a.ends_with('.'))
+            .map(|a| format!("{a}%"));
         let action_exact = filter.action.as_deref().filter(|a| !a.ends_with('.'));
         let rows = sqlx::query!(
             r#"select audit_event_id, occurred_at, actor_kind, actor_name, action, outcome, security,
@@ -220,7 +240,14 @@ mod store {
                 details: r.details.to_string(),
             })
             .collect();
-        let next_before_id = if has_more { entries.last().map(|e| e.id) } else { None };
-        Ok(AuditPage { entries, next_before_id })
+        let next_before_id = if has_more {
+            entries.last().map(|e| e.id)
+        } else {
+            None
+        };
+        Ok(AuditPage {
+            entries,
+            next_before_id,
+        })
     }
 }

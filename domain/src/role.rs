@@ -136,7 +136,10 @@ mod tests {
         assert!(!RoleSet::ADMINS.allows(Role::ReleaseManager));
         assert!(RoleSet::ANYONE.allows(Role::Viewer));
         assert!(!RoleSet::DEVELOPERS.allows(Role::Viewer));
-        assert_eq!(RoleSet::RELEASE_MANAGERS.describe(), "release manager or admin");
+        assert_eq!(
+            RoleSet::RELEASE_MANAGERS.describe(),
+            "release manager or admin"
+        );
         assert_eq!(RoleSet::ADMINS.describe(), "admin");
     }
 }

@@ -55,4 +55,3 @@ impl FromStr for Scope {
             .ok_or_else(|| UnknownScope(s.to_string()))
     }
 }
-

@@ -42,7 +42,13 @@ struct GlobalArgs {
     data_dir: Option<PathBuf>,
     /// A PostgreSQL server to use instead of the embedded cluster, e.g.
     /// postgres://flightdeck:secret@db.internal/flightdeck. Several replicas share one.
-    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true, value_name = "URL")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        global = true,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     database_url: Option<String>,
     /// Database connections per process. [default: 20]
     #[arg(long, env = "FLIGHTDECK_MAX_CONNECTIONS", global = true)]
@@ -78,7 +84,12 @@ struct ServeArgs {
     #[arg(long, env = "FLIGHTDECK_PUBLIC_URL", value_name = "URL")]
     public_url: Option<String>,
     /// A project's flightdeck.yml to load at start (repeat for several projects).
-    #[arg(long = "project", env = "FLIGHTDECK_PROJECTS", value_delimiter = ',', value_name = "FILE")]
+    #[arg(
+        long = "project",
+        env = "FLIGHTDECK_PROJECTS",
+        value_delimiter = ',',
+        value_name = "FILE"
+    )]
     projects: Vec<PathBuf>,
     /// The built web assets (cargo-leptos' site directory). [default: $LEPTOS_SITE_ROOT or target/site]
     #[arg(long, env = "LEPTOS_SITE_ROOT", value_name = "DIR")]
@@ -135,11 +146,15 @@ enum TokenCommand {
 }
 
 fn parse_role(value: &str) -> Result<Role, String> {
-    value.parse().map_err(|e: domain::role::UnknownRole| e.to_string())
+    value
+        .parse()
+        .map_err(|e: domain::role::UnknownRole| e.to_string())
 }
 
 fn parse_scope(value: &str) -> Result<Scope, String> {
-    value.parse().map_err(|e: domain::scope::UnknownScope| e.to_string())
+    value
+        .parse()
+        .map_err(|e: domain::scope::UnknownScope| e.to_string())
 }
 
 pub fn main() -> ExitCode {
@@ -166,7 +181,9 @@ fn init_tracing() {
     let filter = EnvFilter::try_from_env("FLIGHTDECK_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
     let json = std::env::var("FLIGHTDECK_LOG_FORMAT").is_ok_and(|f| f == "json");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -178,7 +195,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let file = FileSettings::load(cli.global.config.as_deref())?;
     let database = || -> anyhow::Result<DatabaseSetting> {
         // An empty DATABASE_URL (as `export DATABASE_URL=` leaves it) means "not set".
-        let url = cli.global.database_url.clone().filter(|u| !u.trim().is_empty());
+        let url = cli
+            .global
+            .database_url
+            .clone()
+            .filter(|u| !u.trim().is_empty());
         Ok(match url.or(file.database_url.clone()) {
             Some(url) => DatabaseSetting::Url(url),
             None => DatabaseSetting::Embedded {
@@ -189,7 +210,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             },
         })
     };
-    let max_connections = cli.global.max_connections.or(file.max_connections).unwrap_or(20);
+    let max_connections = cli
+        .global
+        .max_connections
+        .or(file.max_connections)
+        .unwrap_or(20);
     match cli.command {
         Command::CheckDefinition { file } => check_definition(&file),
         Command::Serve(args) => {
@@ -198,10 +223,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 projects = file.projects.clone();
             }
             serve(ServeOptions {
-                addr: args.addr.or(file.addr).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
+                addr: args
+                    .addr
+                    .or(file.addr)
+                    .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
                 public_url: args.public_url.or(file.public_url.clone()),
                 projects,
-                site_root: args.site_root.or(file.site_root.clone()).unwrap_or_else(|| PathBuf::from("target/site")),
+                site_root: args
+                    .site_root
+                    .or(file.site_root.clone())
+                    .unwrap_or_else(|| PathBuf::from("target/site")),
                 database: database()?,
                 max_connections,
             })
@@ -216,7 +247,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::User(command) => {
             let db = Database::open(&database()?, 2).await?;
-            let result = user_command(Users::new(db.pool.clone(), Default::default()), command).await;
+            let result =
+                user_command(Users::new(db.pool.clone(), Default::default()), command).await;
             db.close().await;
             result.map(|()| ExitCode::SUCCESS)
         }
@@ -230,7 +262,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn check_definition(file: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let source = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let source =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     match domain::definition::parse(&source) {
         Ok(definition) => {
             let stages = definition.stages().count();
@@ -245,7 +278,10 @@ fn check_definition(file: &std::path::Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(diagnostics) => {
-            eprint!("{}", domain::definition::render(&diagnostics, &file.display().to_string(), &source));
+            eprint!(
+                "{}",
+                domain::definition::render(&diagnostics, &file.display().to_string(), &source)
+            );
             eprintln!("{}: {} error(s)", file.display(), diagnostics.len());
             Ok(ExitCode::FAILURE)
         }
@@ -260,21 +296,36 @@ fn cli_actor() -> Actor {
 fn password(from_stdin: bool) -> anyhow::Result<(String, bool)> {
     if from_stdin {
         let mut input = String::new();
-        std::io::stdin().read_to_string(&mut input).context("cannot read the password from stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .context("cannot read the password from stdin")?;
         Ok((input.lines().next().unwrap_or_default().to_string(), false))
     } else {
         // 43 URL-safe characters of OS randomness, without the token prefix.
-        Ok((Secret::generate("").expose().chars().take(20).collect(), true))
+        Ok((
+            Secret::generate("").expose().chars().take(20).collect(),
+            true,
+        ))
     }
 }
 
 async fn user_command(users: Users, command: UserCommand) -> anyhow::Result<()> {
     let origin = Origin::default();
     match command {
-        UserCommand::Add { username, role, name, password_stdin } => {
+        UserCommand::Add {
+            username,
+            role,
+            name,
+            password_stdin,
+        } => {
             let (password, generated) = password(password_stdin)?;
             let display_name = name.unwrap_or_default();
-            let new = NewUser { username: &username, display_name: &display_name, role, password: &password };
+            let new = NewUser {
+                username: &username,
+                display_name: &display_name,
+                role,
+                password: &password,
+            };
             users.create(new, cli_actor(), &origin).await?;
             println!("Added {username} as {}.", role.label());
             if generated {
@@ -282,19 +333,32 @@ async fn user_command(users: Users, command: UserCommand) -> anyhow::Result<()> 
             }
         }
         UserCommand::List => {
-            println!("{:<24} {:<16} {:<9} {}", "USERNAME", "ROLE", "STATUS", "NAME");
+            println!("{:<24} {:<16} {:<9} NAME", "USERNAME", "ROLE", "STATUS");
             for user in users.list().await? {
                 let status = if user.disabled { "disabled" } else { "active" };
-                println!("{:<24} {:<16} {:<9} {}", user.username, user.role.as_str(), status, user.display_name);
+                println!(
+                    "{:<24} {:<16} {:<9} {}",
+                    user.username,
+                    user.role.as_str(),
+                    status,
+                    user.display_name
+                );
             }
         }
         UserCommand::SetRole { username, role } => {
-            users.set_role(&username, role, cli_actor(), &origin).await?;
+            users
+                .set_role(&username, role, cli_actor(), &origin)
+                .await?;
             println!("{username} is now {}.", role.label());
         }
-        UserCommand::ResetPassword { username, password_stdin } => {
+        UserCommand::ResetPassword {
+            username,
+            password_stdin,
+        } => {
             let (password, generated) = password(password_stdin)?;
-            users.reset_password(&username, &password, cli_actor(), &origin).await?;
+            users
+                .reset_password(&username, &password, cli_actor(), &origin)
+                .await?;
             println!("Password of {username} changed; their sessions were ended.");
             if generated {
                 println!("Their new password: {password}");
@@ -309,27 +373,46 @@ async fn token_command(db: &Database, command: TokenCommand) -> anyhow::Result<(
     let tokens = Tokens::new(db.pool.clone());
     let origin = Origin::default();
     match command {
-        TokenCommand::Create { name, scopes, expires_in_days } => {
-            let expires_at = expires_in_days.map(|d| chrono::Utc::now() + chrono::Duration::days(d.into()));
+        TokenCommand::Create {
+            name,
+            scopes,
+            expires_in_days,
+        } => {
+            let expires_at =
+                expires_in_days.map(|d| chrono::Utc::now() + chrono::Duration::days(d.into()));
             let token = tokens.create(&name, &scopes, None, expires_at).await?;
             AuditRecord::new(cli_actor(), "token.created", &origin)
                 .security()
                 .target(&name)
-                .details(serde_json::json!({ "id": token.summary.id, "scopes": token.summary.scopes }))
+                .details(
+                    serde_json::json!({ "id": token.summary.id, "scopes": token.summary.scopes }),
+                )
                 .write(&db.pool)
                 .await?;
-            println!("Created token {} ({}). Its secret, shown only now:", name, token.summary.id);
+            println!(
+                "Created token {} ({}). Its secret, shown only now:",
+                name, token.summary.id
+            );
             println!("{}", token.secret);
         }
         TokenCommand::List => {
-            println!("{:<36}  {:<20} {:<12} {:<32} {}", "ID", "NAME", "PREFIX", "SCOPES", "STATE");
+            println!(
+                "{:<36}  {:<20} {:<12} {:<32} STATE",
+                "ID", "NAME", "PREFIX", "SCOPES"
+            );
             for t in tokens.list().await? {
                 let state = match (t.revoked_at, t.last_used_at) {
                     (Some(_), _) => "revoked".to_string(),
                     (None, Some(at)) => format!("last used {}", at.format("%Y-%m-%d %H:%M UTC")),
                     (None, None) => "never used".to_string(),
                 };
-                println!("{:<36}  {:<20} {:<12} {:<32} {state}", t.id, t.name, t.prefix, t.scopes.join(","));
+                println!(
+                    "{:<36}  {:<20} {:<12} {:<32} {state}",
+                    t.id,
+                    t.name,
+                    t.prefix,
+                    t.scopes.join(",")
+                );
             }
         }
         TokenCommand::Revoke { id } => {

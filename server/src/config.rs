@@ -31,18 +31,34 @@ pub struct FileSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read the settings file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the settings file {path} is not valid: {source}")]
-    Parse { path: PathBuf, source: Box<toml::de::Error> },
-    #[error("cannot choose a data directory: set --data-dir or FLIGHTDECK_DATA_DIR (no HOME is set)")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error(
+        "cannot choose a data directory: set --data-dir or FLIGHTDECK_DATA_DIR (no HOME is set)"
+    )]
     NoDataDir,
 }
 
 impl FileSettings {
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let Some(path) = path else { return Ok(FileSettings::default()) };
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source: Box::new(source) })
+        let Some(path) = path else {
+            return Ok(FileSettings::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source: Box::new(source),
+        })
     }
 }
 
@@ -72,7 +88,10 @@ impl std::fmt::Debug for DatabaseSetting {
         match self {
             // The URL may hold a password.
             DatabaseSetting::Url(_) => f.write_str("Url(..)"),
-            DatabaseSetting::Embedded { data_dir } => f.debug_struct("Embedded").field("data_dir", data_dir).finish(),
+            DatabaseSetting::Embedded { data_dir } => f
+                .debug_struct("Embedded")
+                .field("data_dir", data_dir)
+                .finish(),
         }
     }
 }

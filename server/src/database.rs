@@ -3,8 +3,8 @@
 
 use crate::config::DatabaseSetting;
 use crate::embedded_pg::{EmbeddedPgError, EmbeddedPostgres};
-use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
 use std::str::FromStr;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,9 +26,15 @@ pub struct Database {
 }
 
 impl Database {
-    pub async fn open(setting: &DatabaseSetting, max_connections: u32) -> Result<Self, DatabaseError> {
+    pub async fn open(
+        setting: &DatabaseSetting,
+        max_connections: u32,
+    ) -> Result<Self, DatabaseError> {
         let (options, embedded) = match setting {
-            DatabaseSetting::Url(url) => (PgConnectOptions::from_str(url).map_err(DatabaseError::BadUrl)?, None),
+            DatabaseSetting::Url(url) => (
+                PgConnectOptions::from_str(url).map_err(DatabaseError::BadUrl)?,
+                None,
+            ),
             DatabaseSetting::Embedded { data_dir } => {
                 let cluster = EmbeddedPostgres::start(data_dir).await?;
                 (cluster.connect_options(), Some(cluster))
@@ -46,13 +52,14 @@ impl Database {
         self.embedded.as_ref().map(|e| e.url())
     }
 
-    /// Closes the pool, then stops the embedded cluster if this process started it.
+    /// Closes the pool, then stops the embedded cluster unless another Flightdeck process on
+    /// this data directory still uses it (the last one out stops it).
     pub async fn close(self) {
         self.pool.close().await;
-        if let Some(cluster) = self.embedded {
-            if let Err(error) = cluster.stop().await {
-                tracing::warn!(%error, "could not stop the embedded PostgreSQL cleanly");
-            }
+        if let Some(cluster) = self.embedded
+            && let Err(error) = cluster.stop().await
+        {
+            tracing::warn!(%error, "could not stop the embedded PostgreSQL cleanly");
         }
     }
 }

@@ -5,8 +5,8 @@
 //! process (or person at psql) made the change, so every replica hears every change.
 
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgListener;
 use sqlx::PgPool;
+use sqlx::postgres::PgListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -22,7 +22,8 @@ const BUFFER: usize = 256;
 
 /// Waiting before reconnecting after the listener connection broke: doubles from the first to
 /// the last value, so a database restart is noticed quickly without hammering it.
-const RECONNECT_BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(10));
+const RECONNECT_BACKOFF: (Duration, Duration) =
+    (Duration::from_millis(200), Duration::from_secs(10));
 
 /// One change, as the triggers describe it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,7 +38,11 @@ pub struct Change {
 impl Change {
     /// Sent when notifications may have been missed (reconnection, slow consumer).
     pub fn resync() -> Self {
-        Change { topic: "resync".into(), project_id: None, table: None }
+        Change {
+            topic: "resync".into(),
+            project_id: None,
+            table: None,
+        }
     }
 }
 
@@ -60,7 +65,10 @@ impl LiveHub {
     /// Starts the listener task; it runs until `stop` is cancelled.
     pub fn start(pool: PgPool, stop: CancellationToken) -> Self {
         let (sender, _) = broadcast::channel(BUFFER);
-        let hub = LiveHub { sender, listening: Arc::new(AtomicBool::new(false)) };
+        let hub = LiveHub {
+            sender,
+            listening: Arc::new(AtomicBool::new(false)),
+        };
         tokio::spawn(hub.clone().run(pool, stop));
         hub
     }
@@ -97,7 +105,8 @@ impl LiveHub {
             let Some(notification) = notification else {
                 return Err(sqlx::Error::Protocol("listener connection closed".into()));
             };
-            let change = serde_json::from_str(notification.payload()).unwrap_or_else(|_| Change::resync());
+            let change =
+                serde_json::from_str(notification.payload()).unwrap_or_else(|_| Change::resync());
             // No subscribers is fine: nobody has a page open.
             let _ = self.sender.send(change);
         }

@@ -44,14 +44,20 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     for file in &options.projects {
         load_project_file(&pool, file).await?;
     }
-    let secure_cookies = options.public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
+    let secure_cookies = options
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("https://"));
     let portal = Portal::new(pool.clone(), secure_cookies);
 
     let listener = TcpListener::bind(options.addr)
         .await
         .with_context(|| format!("cannot listen on {}", options.addr))?;
     let addr = listener.local_addr()?;
-    let public_url = options.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let public_url = options
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
 
     let shutdown = CancellationToken::new();
     let stop_listener = CancellationToken::new();
@@ -63,11 +69,20 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .site_pkg_dir("pkg")
         .site_addr(addr)
         .build();
-    let state = AppState { leptos_options, portal: portal.clone(), live, access, shutdown: shutdown.clone() };
+    let state = AppState {
+        leptos_options,
+        portal: portal.clone(),
+        live,
+        access,
+        shutdown: shutdown.clone(),
+    };
     tokio::spawn(purge_sessions(portal.clone(), shutdown.clone()));
 
     let app = http::router(state);
-    println!("Flightdeck is listening on http://{addr} (ready in {} ms)", started.elapsed().as_millis());
+    println!(
+        "Flightdeck is listening on http://{addr} (ready in {} ms)",
+        started.elapsed().as_millis()
+    );
     match portal.users.create_setup_link().await? {
         Some(link) => println!(
             "No one can sign in yet. Open {public_url}/setup/{} to create the first admin \
@@ -77,15 +92,18 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         None => println!("Sign in at {public_url}/login"),
     }
 
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown({
-            let shutdown = shutdown.clone();
-            async move {
-                shutdown_signal().await;
-                tracing::info!("shutting down: draining requests");
-                shutdown.cancel();
-            }
-        });
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown({
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: draining requests");
+            shutdown.cancel();
+        }
+    });
     let drained = async {
         shutdown.cancelled().await;
         tokio::time::sleep(DRAIN_TIMEOUT).await;
@@ -102,18 +120,30 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
 
 /// Loads a flightdeck.yml given on the command line, printing problems like a compiler.
 pub async fn load_project_file(pool: &sqlx::PgPool, file: &std::path::Path) -> anyhow::Result<()> {
-    let source = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let source =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let label = file.display().to_string();
     let origin = Origin::default();
-    match domain::project::load_definition(pool, &source, &label, None, Actor::system(), &origin).await {
-        Ok(Loaded::NewVersion { project_key, version }) => {
+    match domain::project::load_definition(pool, &source, &label, None, Actor::system(), &origin)
+        .await
+    {
+        Ok(Loaded::NewVersion {
+            project_key,
+            version,
+        }) => {
             tracing::info!(project = %project_key, version, file = %label, "loaded a new pipeline definition")
         }
-        Ok(Loaded::Unchanged { project_key, version }) => {
+        Ok(Loaded::Unchanged {
+            project_key,
+            version,
+        }) => {
             tracing::info!(project = %project_key, version, "pipeline definition unchanged")
         }
         Err(LoadDefinitionError::Invalid(diagnostics)) => {
-            eprint!("{}", domain::definition::render(&diagnostics, &label, &source));
+            eprint!(
+                "{}",
+                domain::definition::render(&diagnostics, &label, &source)
+            );
             anyhow::bail!("{label} is not a valid pipeline definition");
         }
         Err(other) => return Err(other).with_context(|| format!("cannot load {label}")),

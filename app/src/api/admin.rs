@@ -21,8 +21,16 @@ pub async fn create_user(
     use domain::auth::NewUser;
     let caller = crate::access::authorize::<CreateUser>()?;
     let role = role.parse().map_err(|e| AppError::invalid("role", e))?;
-    let new = NewUser { username: &username, display_name: &display_name, role, password: &password };
-    super::portal()?.users.create(new, Actor::of(caller.principal.as_ref()), &caller.origin).await?;
+    let new = NewUser {
+        username: &username,
+        display_name: &display_name,
+        role,
+        password: &password,
+    };
+    super::portal()?
+        .users
+        .create(new, Actor::of(caller.principal.as_ref()), &caller.origin)
+        .await?;
     Ok(())
 }
 
@@ -33,9 +41,14 @@ pub async fn set_user_role(username: String, role: String) -> Result<(), AppErro
     let role = role.parse().map_err(|e| AppError::invalid("role", e))?;
     let actor = Actor::of(caller.principal.as_ref());
     if actor.name == username.trim().to_lowercase() {
-        return Err(AppError::Conflict("you cannot change your own role; ask another admin".into()));
+        return Err(AppError::Conflict(
+            "you cannot change your own role; ask another admin".into(),
+        ));
     }
-    super::portal()?.users.set_role(&username, role, actor, &caller.origin).await?;
+    super::portal()?
+        .users
+        .set_role(&username, role, actor, &caller.origin)
+        .await?;
     Ok(())
 }
 
@@ -44,7 +57,10 @@ pub async fn set_user_disabled(username: String, disabled: bool) -> Result<(), A
     use domain::audit::Actor;
     let caller = crate::access::authorize::<SetUserDisabled>()?;
     let actor = Actor::of(caller.principal.as_ref());
-    super::portal()?.users.set_disabled(&username, disabled, actor, &caller.origin).await?;
+    super::portal()?
+        .users
+        .set_disabled(&username, disabled, actor, &caller.origin)
+        .await?;
     Ok(())
 }
 
@@ -53,7 +69,10 @@ pub async fn reset_user_password(username: String, password: String) -> Result<(
     use domain::audit::Actor;
     let caller = crate::access::authorize::<ResetUserPassword>()?;
     let actor = Actor::of(caller.principal.as_ref());
-    super::portal()?.users.reset_password(&username, &password, actor, &caller.origin).await?;
+    super::portal()?
+        .users
+        .reset_password(&username, &password, actor, &caller.origin)
+        .await?;
     Ok(())
 }
 
@@ -78,12 +97,18 @@ pub async fn create_token(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| AppError::invalid("scopes", e))?;
     if expires_in_days.is_some_and(|d| d == 0 || d > 3650) {
-        return Err(AppError::invalid("expires_in_days", "choose between 1 and 3650 days, or never"));
+        return Err(AppError::invalid(
+            "expires_in_days",
+            "choose between 1 and 3650 days, or never",
+        ));
     }
     let expires_at = expires_in_days.map(|d| chrono::Utc::now() + chrono::Duration::days(d.into()));
     let portal = super::portal()?;
     let creator = caller.principal.as_ref().map(|p| p.id());
-    let token = portal.tokens.create(&name, &scopes, creator, expires_at).await?;
+    let token = portal
+        .tokens
+        .create(&name, &scopes, creator, expires_at)
+        .await?;
     AuditRecord::new(Actor::of(caller.principal.as_ref()), "token.created", &caller.origin)
         .security()
         .target(&token.summary.name)
@@ -100,11 +125,15 @@ pub async fn revoke_token(id: String) -> Result<(), AppError> {
     let id = uuid::Uuid::parse_str(&id).map_err(|e| AppError::invalid("id", e))?;
     let portal = super::portal()?;
     if portal.tokens.revoke(id).await? {
-        AuditRecord::new(Actor::of(caller.principal.as_ref()), "token.revoked", &caller.origin)
-            .security()
-            .target(id.to_string())
-            .write(&portal.pool)
-            .await?;
+        AuditRecord::new(
+            Actor::of(caller.principal.as_ref()),
+            "token.revoked",
+            &caller.origin,
+        )
+        .security()
+        .target(id.to_string())
+        .write(&portal.pool)
+        .await?;
     }
     Ok(())
 }

@@ -22,17 +22,32 @@ pub async fn current_user() -> Result<Option<Me>, AppError> {
 }
 
 #[server(prefix = "/fn", endpoint = "login")]
-pub async fn login(username: String, password: String, next: Option<String>) -> Result<(), AppError> {
+pub async fn login(
+    username: String,
+    password: String,
+    next: Option<String>,
+) -> Result<(), AppError> {
     use domain::audit::{Actor, AuditRecord};
     let caller = crate::access::authorize::<Login>()?;
     let portal = super::portal()?;
     if username.trim().is_empty() {
         return Err(AppError::invalid("username", "enter your username"));
     }
-    let signed_in = portal.users.login(&username, &password, &caller.origin).await?;
-    let secret = portal.sessions.start(signed_in.id, &caller.origin).await.map_err(AppError::internal)?;
+    let signed_in = portal
+        .users
+        .login(&username, &password, &caller.origin)
+        .await?;
+    let secret = portal
+        .sessions
+        .start(signed_in.id, &caller.origin)
+        .await
+        .map_err(AppError::internal)?;
     AuditRecord::new(
-        Actor { kind: "user", id: Some(signed_in.id.0), name: signed_in.username.clone() },
+        Actor {
+            kind: "user",
+            id: Some(signed_in.id.0),
+            name: signed_in.username.clone(),
+        },
         "session.login",
         &caller.origin,
     )
@@ -41,7 +56,10 @@ pub async fn login(username: String, password: String, next: Option<String>) -> 
     .write(&portal.pool)
     .await?;
     let max_age = portal.sessions.policy().absolute.num_seconds();
-    set_cookie(&format!("{SESSION_COOKIE}={}; Max-Age={max_age}", secret.expose()), portal.secure_cookies);
+    set_cookie(
+        &format!("{SESSION_COOKIE}={}; Max-Age={max_age}", secret.expose()),
+        portal.secure_cookies,
+    );
     leptos_axum::redirect(&safe_next(next.as_deref()));
     Ok(())
 }
@@ -52,12 +70,23 @@ pub async fn logout() -> Result<(), AppError> {
     let caller = crate::access::authorize::<Logout>()?;
     let user = crate::access::person(&caller)?;
     let portal = super::portal()?;
-    portal.sessions.end(user.session_id).await.map_err(AppError::internal)?;
-    AuditRecord::new(Actor::of(caller.principal.as_ref()), "session.logout", &caller.origin)
-        .security()
-        .write(&portal.pool)
-        .await?;
-    set_cookie(&format!("{SESSION_COOKIE}=; Max-Age=0"), portal.secure_cookies);
+    portal
+        .sessions
+        .end(user.session_id)
+        .await
+        .map_err(AppError::internal)?;
+    AuditRecord::new(
+        Actor::of(caller.principal.as_ref()),
+        "session.logout",
+        &caller.origin,
+    )
+    .security()
+    .write(&portal.pool)
+    .await?;
+    set_cookie(
+        &format!("{SESSION_COOKIE}=; Max-Age=0"),
+        portal.secure_cookies,
+    );
     leptos_axum::redirect("/login");
     Ok(())
 }
@@ -77,8 +106,16 @@ pub async fn complete_setup(
         return Err(AppError::invalid("confirm", "the two passwords differ"));
     }
     let portal = super::portal()?;
-    let new = NewUser { username: &username, display_name: &display_name, role: Role::Admin, password: &password };
-    portal.users.complete_setup(&link, new, &caller.origin).await?;
+    let new = NewUser {
+        username: &username,
+        display_name: &display_name,
+        role: Role::Admin,
+        password: &password,
+    };
+    portal
+        .users
+        .complete_setup(&link, new, &caller.origin)
+        .await?;
     leptos_axum::redirect("/login?created=1");
     Ok(())
 }
@@ -87,7 +124,9 @@ pub async fn complete_setup(
 /// elsewhere.
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => path.to_string(),
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+            path.to_string()
+        }
         _ => "/".to_string(),
     }
 }
@@ -97,9 +136,10 @@ fn set_cookie(value: &str, secure: bool) {
     use http::header::{HeaderValue, SET_COOKIE};
     let secure = if secure { "; Secure" } else { "" };
     let cookie = format!("{value}; Path=/; HttpOnly; SameSite=Lax{secure}");
-    if let (Some(options), Ok(header)) =
-        (use_context::<leptos_axum::ResponseOptions>(), HeaderValue::from_str(&cookie))
-    {
+    if let (Some(options), Ok(header)) = (
+        use_context::<leptos_axum::ResponseOptions>(),
+        HeaderValue::from_str(&cookie),
+    ) {
         options.append_header(SET_COOKIE, header);
     }
 }

@@ -1,12 +1,13 @@
 //! People and API tokens, for admins.
 
 use crate::api::admin::{
-    CreateToken, CreateUser, ResetUserPassword, RevokeToken, SetUserDisabled, SetUserRole, list_tokens, list_users,
+    CreateToken, CreateUser, ResetUserPassword, RevokeToken, SetUserDisabled, SetUserRole,
+    list_tokens, list_users,
 };
 use crate::components::{ErrorNotice, action_error, format_time};
-use domain::scope::Scope;
 use domain::people::{TokenSummary, UserSummary};
 use domain::role::Role;
+use domain::scope::Scope;
 use leptos::prelude::*;
 use leptos_meta::Title;
 
@@ -27,7 +28,13 @@ fn People() -> impl IntoView {
     let set_disabled = ServerAction::<SetUserDisabled>::new();
     let reset = ServerAction::<ResetUserPassword>::new();
     let users = Resource::new(
-        move || (create.version().get(), set_role.version().get(), set_disabled.version().get()),
+        move || {
+            (
+                create.version().get(),
+                set_role.version().get(),
+                set_disabled.version().get(),
+            )
+        },
         |_| list_users(),
     );
     view! {
@@ -78,10 +85,18 @@ fn UserRow(
     set_disabled: ServerAction<SetUserDisabled>,
     reset: ServerAction<ResetUserPassword>,
 ) -> impl IntoView {
-    let UserSummary { username, display_name, role, disabled, last_seen_at, .. } = user;
+    let UserSummary {
+        username,
+        display_name,
+        role,
+        disabled,
+        last_seen_at,
+        ..
+    } = user;
     let password_label = format!("New password for {username}");
     let for_row = username.clone();
-    let (for_role, for_status, for_password) = (username.clone(), username.clone(), username.clone());
+    let (for_role, for_status, for_password) =
+        (username.clone(), username.clone(), username.clone());
     view! {
         <tr data-user=for_row>
             <td><strong>{display_name}</strong><br /><span class="muted small">{username}</span></td>
@@ -130,7 +145,10 @@ fn RoleSelect(name: &'static str, selected: Role) -> impl IntoView {
 fn Tokens() -> impl IntoView {
     let create = ServerAction::<CreateToken>::new();
     let revoke = ServerAction::<RevokeToken>::new();
-    let tokens = Resource::new(move || (create.version().get(), revoke.version().get()), |_| list_tokens());
+    let tokens = Resource::new(
+        move || (create.version().get(), revoke.version().get()),
+        |_| list_tokens(),
+    );
     view! {
         <section class="panel" aria-labelledby="tokens-title">
             <h2 id="tokens-title">"API tokens"</h2>
@@ -181,7 +199,17 @@ fn Tokens() -> impl IntoView {
 
 #[component]
 fn TokenRow(token: TokenSummary, revoke: ServerAction<RevokeToken>) -> impl IntoView {
-    let TokenSummary { id, name, prefix, scopes, created_by, created_at, expires_at, last_used_at, revoked_at } = token;
+    let TokenSummary {
+        id,
+        name,
+        prefix,
+        scopes,
+        created_by,
+        created_at,
+        expires_at,
+        last_used_at,
+        revoked_at,
+    } = token;
     let row_name = name.clone();
     let revoked = revoked_at.is_some();
     view! {

@@ -32,7 +32,10 @@ pub fn AuditPage() -> impl IntoView {
             before_id: q.get("before").and_then(|v| v.parse().ok()),
         }
     };
-    let entries = Resource::new(move || (filter(), changes.get()), |(filter, _)| search_audit(filter));
+    let entries = Resource::new(
+        move || (filter(), changes.get()),
+        |(filter, _)| search_audit(filter),
+    );
     let value = move |key: &'static str| move || query.read().get(key).unwrap_or_default();
     view! {
         <Title text="Audit log" />
@@ -88,7 +91,19 @@ pub fn AuditPage() -> impl IntoView {
 
 #[component]
 fn AuditRow(entry: AuditEntry) -> impl IntoView {
-    let AuditEntry { occurred_at, actor_kind, actor_name, action, outcome, security, target, ip, user_agent, details, .. } = entry;
+    let AuditEntry {
+        occurred_at,
+        actor_kind,
+        actor_name,
+        action,
+        outcome,
+        security,
+        target,
+        ip,
+        user_agent,
+        details,
+        ..
+    } = entry;
     view! {
         <tr class=format!("outcome-{outcome}") class:security=security>
             <td class="small nowrap">{format_time(occurred_at)}</td>
@@ -105,7 +120,9 @@ fn urlencode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

@@ -3,7 +3,9 @@
 use crate::api::overview::{SetSchedulePaused, get_overview};
 use crate::components::{ErrorNotice, action_error, format_time};
 use crate::live::use_live_changes;
-use domain::overview::{EnvironmentView, Overview, PhaseView, ProjectOverview, ScheduleView, StageView};
+use domain::overview::{
+    EnvironmentView, Overview, PhaseView, ProjectOverview, ScheduleView, StageView,
+};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
@@ -14,7 +16,13 @@ pub fn OverviewPage() -> impl IntoView {
     let changes = use_live_changes();
     let pause = ServerAction::<SetSchedulePaused>::new();
     let overview = Resource::new(
-        move || (params.read().get("project"), changes.get(), pause.version().get()),
+        move || {
+            (
+                params.read().get("project"),
+                changes.get(),
+                pause.version().get(),
+            )
+        },
         |(project, _, _)| get_overview(project),
     );
     view! {
@@ -47,7 +55,15 @@ fn OverviewBody(overview: Overview, pause: ServerAction<SetSchedulePaused>) -> i
             </nav>
         }
     });
-    let ProjectOverview { key, name, description, definition, phases, schedules, environments } = project;
+    let ProjectOverview {
+        key,
+        name,
+        description,
+        definition,
+        phases,
+        schedules,
+        environments,
+    } = project;
     view! {
         {switcher}
         <section class="project-head">
@@ -101,7 +117,12 @@ fn EmptyPortal() -> impl IntoView {
 
 #[component]
 fn Phase(phase: PhaseView, index: usize) -> impl IntoView {
-    let PhaseView { name, title, stages, artifacts } = phase;
+    let PhaseView {
+        name,
+        title,
+        stages,
+        artifacts,
+    } = phase;
     view! {
         <article class="phase" data-phase=name>
             <header class="phase-head">
@@ -133,10 +154,23 @@ fn Phase(phase: PhaseView, index: usize) -> impl IntoView {
 
 #[component]
 fn Stage(stage: StageView) -> impl IntoView {
-    let StageView { name, title, kind, detail, state, last_run } = stage;
+    let StageView {
+        name,
+        title,
+        kind,
+        detail,
+        state,
+        last_run,
+    } = stage;
     let (state_class, state_label) = match state {
-        Some(state) => (format!("state state-{}", state.as_str()), state.as_str().to_string()),
-        None if kind == "manual" => ("state state-none".to_string(), "on your machine".to_string()),
+        Some(state) => (
+            format!("state state-{}", state.as_str()),
+            state.as_str().to_string(),
+        ),
+        None if kind == "manual" => (
+            "state state-none".to_string(),
+            "on your machine".to_string(),
+        ),
         None => ("state state-none".to_string(), "not run yet".to_string()),
     };
     let last = last_run.map(|run| match run.finished_at {
@@ -157,7 +191,14 @@ fn Stage(stage: StageView) -> impl IntoView {
 
 #[component]
 fn Environment(environment: EnvironmentView) -> impl IntoView {
-    let EnvironmentView { name, url, current_release, deployed_at, protection, deploy_window } = environment;
+    let EnvironmentView {
+        name,
+        url,
+        current_release,
+        deployed_at,
+        protection,
+        deploy_window,
+    } = environment;
     let key = name.clone();
     view! {
         <article class="card environment" data-environment=key>
@@ -185,8 +226,19 @@ fn Environment(environment: EnvironmentView) -> impl IntoView {
 }
 
 #[component]
-fn Schedule(schedule: ScheduleView, project: String, pause: ServerAction<SetSchedulePaused>) -> impl IntoView {
-    let ScheduleView { name, description, cron, timezone, next_fires, paused } = schedule;
+fn Schedule(
+    schedule: ScheduleView,
+    project: String,
+    pause: ServerAction<SetSchedulePaused>,
+) -> impl IntoView {
+    let ScheduleView {
+        name,
+        description,
+        cron,
+        timezone,
+        next_fires,
+        paused,
+    } = schedule;
     let is_paused = paused.is_some();
     let (key, field) = (name.clone(), name.clone());
     let fires_label = format!("Next times {name} fires");

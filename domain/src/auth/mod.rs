@@ -11,12 +11,13 @@ mod session;
 mod token;
 mod user;
 
+pub use crate::scope::{Scope, UnknownScope};
 pub use password::{Password, PasswordError};
 pub use principal::{Caller, Principal, TokenPrincipal, UserPrincipal};
 pub use secret::Secret;
 pub use session::{SessionError, SessionPolicy, Sessions};
-pub use crate::scope::{Scope, UnknownScope};
 pub use token::{AuthenticatedToken, TokenError, Tokens};
-pub use user::{NewUser, SignedIn, 
-    LoginError, LoginThrottle, SetupLinkError, UserError, UserId, Username, UsernameError, Users,
+pub use user::{
+    LoginError, LoginThrottle, NewUser, SetupLinkError, SignedIn, UserError, UserId, Username,
+    UsernameError, Users,
 };

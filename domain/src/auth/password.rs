@@ -1,7 +1,9 @@
 //! Passwords: checked for length, hashed with Argon2id (PHC strings) off the async runtime.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::Argon2;
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
+};
 use std::fmt;
 
 /// A password as typed, valid by construction (length only: long passphrases beat rules).
@@ -52,7 +54,11 @@ impl Password {
         let stored = stored.to_string();
         tokio::task::spawn_blocking(move || {
             PasswordHash::new(&stored)
-                .map(|hash| Argon2::default().verify_password(typed.as_bytes(), &hash).is_ok())
+                .map(|hash| {
+                    Argon2::default()
+                        .verify_password(typed.as_bytes(), &hash)
+                        .is_ok()
+                })
                 .unwrap_or(false)
         })
         .await
@@ -72,14 +78,23 @@ mod tests {
 
     #[test]
     fn short_and_huge_passwords_are_refused() {
-        assert_eq!(Password::parse("short").err(), Some(PasswordError::TooShort));
-        assert_eq!(Password::parse(&"x".repeat(300)).err(), Some(PasswordError::TooLong));
+        assert_eq!(
+            Password::parse("short").err(),
+            Some(PasswordError::TooShort)
+        );
+        assert_eq!(
+            Password::parse(&"x".repeat(300)).err(),
+            Some(PasswordError::TooLong)
+        );
         assert!(Password::parse("correct horse battery").is_ok());
     }
 
     #[tokio::test]
     async fn a_hash_verifies_its_password_only() {
-        let hash = Password::parse("correct horse battery").unwrap().hash().await;
+        let hash = Password::parse("correct horse battery")
+            .unwrap()
+            .hash()
+            .await;
         assert!(hash.starts_with("$argon2id$"));
         assert!(Password::verify("correct horse battery", &hash).await);
         assert!(!Password::verify("wrong horse battery", &hash).await);

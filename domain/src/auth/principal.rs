@@ -1,8 +1,8 @@
 //! The caller of a request once its cookie or token has been checked.
 
-use crate::scope::Scope;
 use super::user::UserId;
 use crate::role::Role;
+use crate::scope::Scope;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

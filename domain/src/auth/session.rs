@@ -23,7 +23,10 @@ pub struct SessionPolicy {
 
 impl Default for SessionPolicy {
     fn default() -> Self {
-        SessionPolicy { absolute: Duration::days(7), idle: Duration::hours(12) }
+        SessionPolicy {
+            absolute: Duration::days(7),
+            idle: Duration::hours(12),
+        }
     }
 }
 
@@ -83,11 +86,16 @@ impl Sessions {
         .await?;
         let Some(row) = row else { return Ok(None) };
         if row.stale {
-            sqlx::query!("update user_session set last_seen_at = now() where user_session_id = $1", row.user_session_id)
-                .execute(&self.pool)
-                .await?;
+            sqlx::query!(
+                "update user_session set last_seen_at = now() where user_session_id = $1",
+                row.user_session_id
+            )
+            .execute(&self.pool)
+            .await?;
         }
-        let Ok(role) = row.role.parse() else { return Ok(None) };
+        let Ok(role) = row.role.parse() else {
+            return Ok(None);
+        };
         Ok(Some(UserPrincipal {
             id: UserId(row.app_user_id),
             username: row.username,
@@ -98,9 +106,12 @@ impl Sessions {
     }
 
     pub async fn end(&self, session_id: Uuid) -> Result<(), SessionError> {
-        sqlx::query!("delete from user_session where user_session_id = $1", session_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query!(
+            "delete from user_session where user_session_id = $1",
+            session_id
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -102,9 +102,12 @@ impl Tokens {
 
     /// Revokes a token. Revoking one already revoked changes nothing and returns false.
     pub async fn revoke(&self, id: Uuid) -> Result<bool, TokenError> {
-        let exists = sqlx::query_scalar!("select revoked_at is null from api_token where api_token_id = $1", id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let exists = sqlx::query_scalar!(
+            "select revoked_at is null from api_token where api_token_id = $1",
+            id
+        )
+        .fetch_optional(&self.pool)
+        .await?;
         match exists {
             None => Err(TokenError::NotFound(id.to_string())),
             Some(_) => {

@@ -27,7 +27,9 @@ impl fmt::Display for UserId {
 pub struct Username(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a valid username: use 2 to 63 letters, digits, `.`, `_` or `-`, starting with a letter or digit")]
+#[error(
+    "`{0}` is not a valid username: use 2 to 63 letters, digits, `.`, `_` or `-`, starting with a letter or digit"
+)]
 pub struct UsernameError(pub String);
 
 impl Username {
@@ -82,7 +84,9 @@ pub enum LoginError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupLinkError {
-    #[error("this setup link is invalid, used or expired; run `flightdeck user add` to create an admin")]
+    #[error(
+        "this setup link is invalid, used or expired; run `flightdeck user add` to create an admin"
+    )]
     Invalid,
     #[error(transparent)]
     User(#[from] UserError),
@@ -100,7 +104,11 @@ pub struct LoginThrottle {
 
 impl Default for LoginThrottle {
     fn default() -> Self {
-        LoginThrottle { per_username: 5, per_ip: 20, window: Duration::minutes(15) }
+        LoginThrottle {
+            per_username: 5,
+            per_ip: 20,
+            window: Duration::minutes(15),
+        }
     }
 }
 
@@ -136,14 +144,25 @@ impl Users {
     }
 
     pub async fn count(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar!(r#"select count(*) as "n!" from app_user"#).fetch_one(&self.pool).await
+        sqlx::query_scalar!(r#"select count(*) as "n!" from app_user"#)
+            .fetch_one(&self.pool)
+            .await
     }
 
     /// Creates an account and audits it in one transaction.
-    pub async fn create(&self, new: NewUser<'_>, actor: Actor, origin: &Origin) -> Result<UserId, UserError> {
+    pub async fn create(
+        &self,
+        new: NewUser<'_>,
+        actor: Actor,
+        origin: &Origin,
+    ) -> Result<UserId, UserError> {
         let username = Username::parse(new.username)?;
         let display_name = new.display_name.trim();
-        let display_name = if display_name.is_empty() { username.as_ref() } else { display_name };
+        let display_name = if display_name.is_empty() {
+            username.as_ref()
+        } else {
+            display_name
+        };
         if display_name.chars().count() > 100 {
             return Err(UserError::DisplayName);
         }
@@ -248,9 +267,12 @@ impl Users {
         .execute(&mut *tx)
         .await?;
         if disabled {
-            sqlx::query!("delete from user_session where app_user_id = $1", current.app_user_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query!(
+                "delete from user_session where app_user_id = $1",
+                current.app_user_id
+            )
+            .execute(&mut *tx)
+            .await?;
         }
         AuditRecord::new(actor, if disabled { "user.disabled" } else { "user.enabled" }, origin)
             .security()
@@ -280,9 +302,12 @@ impl Users {
         )
         .execute(&mut *tx)
         .await?;
-        sqlx::query!("delete from user_session where app_user_id = $1", current.app_user_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "delete from user_session where app_user_id = $1",
+            current.app_user_id
+        )
+        .execute(&mut *tx)
+        .await?;
         AuditRecord::new(actor, "user.password_reset", origin)
             .security()
             .target(username)
@@ -294,7 +319,12 @@ impl Users {
 
     /// Checks a username and password. Failures are audited (they drive the throttle), and too
     /// many recent failures for the name or the address refuse even a right password.
-    pub async fn login(&self, username: &str, password: &str, origin: &Origin) -> Result<SignedIn, LoginError> {
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        origin: &Origin,
+    ) -> Result<SignedIn, LoginError> {
         let name = username.trim().to_lowercase();
         let since = Utc::now() - self.throttle.window;
         let recent = sqlx::query!(
@@ -327,10 +357,16 @@ impl Users {
         )
         .fetch_optional(&self.pool)
         .await?;
-        let stored = row.as_ref().map(|r| r.password_hash.as_str()).unwrap_or(DUMMY_HASH);
+        let stored = row
+            .as_ref()
+            .map(|r| r.password_hash.as_str())
+            .unwrap_or(DUMMY_HASH);
         let password_ok = Password::verify(password, stored).await;
         match row {
-            Some(r) if password_ok && !r.disabled => Ok(SignedIn { id: UserId(r.app_user_id), username: r.username }),
+            Some(r) if password_ok && !r.disabled => Ok(SignedIn {
+                id: UserId(r.app_user_id),
+                username: r.username,
+            }),
             found => {
                 let reason = match found {
                     None => "unknown user",
@@ -357,13 +393,17 @@ impl Users {
         sqlx::query!("select pg_advisory_xact_lock(hashtext('flightdeck.setup_link'))")
             .execute(&mut *tx)
             .await?;
-        let users = sqlx::query_scalar!(r#"select count(*) as "n!" from app_user"#).fetch_one(&mut *tx).await?;
+        let users = sqlx::query_scalar!(r#"select count(*) as "n!" from app_user"#)
+            .fetch_one(&mut *tx)
+            .await?;
         if users > 0 {
             return Ok(None);
         }
-        sqlx::query!("update setup_link set expires_at = now() where used_at is null and expires_at > now()")
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "update setup_link set expires_at = now() where used_at is null and expires_at > now()"
+        )
+        .execute(&mut *tx)
+        .await?;
         let secret = Secret::generate("fdl_");
         sqlx::query!(
             "insert into setup_link (token_hash, expires_at) values ($1, $2)",
@@ -395,7 +435,10 @@ impl Users {
         origin: &Origin,
     ) -> Result<UserId, SetupLinkError> {
         let username = Username::parse(new.username).map_err(UserError::from)?;
-        let hash = Password::parse(new.password).map_err(UserError::from)?.hash().await;
+        let hash = Password::parse(new.password)
+            .map_err(UserError::from)?
+            .hash()
+            .await;
         let mut tx = self.pool.begin().await?;
         let used = sqlx::query_scalar!(
             r#"update setup_link set used_at = now()
@@ -405,11 +448,17 @@ impl Users {
         )
         .fetch_optional(&mut *tx)
         .await?;
-        let users = sqlx::query_scalar!(r#"select count(*) as "n!" from app_user"#).fetch_one(&mut *tx).await?;
+        let users = sqlx::query_scalar!(r#"select count(*) as "n!" from app_user"#)
+            .fetch_one(&mut *tx)
+            .await?;
         if used.is_none() || users > 0 {
             return Err(SetupLinkError::Invalid);
         }
-        let display_name = if new.display_name.trim().is_empty() { username.as_ref() } else { new.display_name.trim() };
+        let display_name = if new.display_name.trim().is_empty() {
+            username.as_ref()
+        } else {
+            new.display_name.trim()
+        };
         let id = sqlx::query_scalar!(
             r#"insert into app_user (username, display_name, role, password_hash)
                values ($1, $2, 'admin', $3) returning app_user_id"#,
@@ -455,7 +504,11 @@ impl Users {
         )
         .fetch_one(&mut **tx)
         .await?;
-        if others == 0 { Err(UserError::LastAdmin(username.to_string())) } else { Ok(()) }
+        if others == 0 {
+            Err(UserError::LastAdmin(username.to_string()))
+        } else {
+            Ok(())
+        }
     }
 }
 

@@ -63,7 +63,10 @@ pub async fn load_definition(
     let parsed = definition::parse(source).map_err(LoadDefinitionError::Invalid)?;
     let key = parsed.project().key.to_string();
     if let Some(expected) = expected_project.filter(|e| *e != key) {
-        return Err(LoadDefinitionError::WrongProject { expected: expected.to_string(), found: key });
+        return Err(LoadDefinitionError::WrongProject {
+            expected: expected.to_string(),
+            found: key,
+        });
     }
     let sha = hex::encode(Sha256::digest(source.as_bytes()));
     let mut tx = pool.begin().await?;
@@ -78,9 +81,12 @@ pub async fn load_definition(
     .fetch_one(&mut *tx)
     .await?;
     // Serialise concurrent loads of one project so versions stay in order.
-    sqlx::query!("select project_id from project where project_id = $1 for update", project_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "select project_id from project where project_id = $1 for update",
+        project_id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     let current = sqlx::query!(
         "select definition_version_id, sha256 from definition_version where project_id = $1
          order by definition_version_id desc limit 1",
@@ -91,12 +97,19 @@ pub async fn load_definition(
     let before_sha256 = current.as_ref().map(|c| c.sha256.clone());
     if let Some(current) = current.filter(|c| c.sha256 == sha) {
         tx.commit().await?;
-        return Ok(Loaded::Unchanged { project_key: key, version: current.definition_version_id });
+        return Ok(Loaded::Unchanged {
+            project_key: key,
+            version: current.definition_version_id,
+        });
     }
     // A text loaded before, then replaced, becomes current again as a new version.
-    sqlx::query!("delete from definition_version where project_id = $1 and sha256 = $2", project_id, sha)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "delete from definition_version where project_id = $1 and sha256 = $2",
+        project_id,
+        sha
+    )
+    .execute(&mut *tx)
+    .await?;
     let version = sqlx::query_scalar!(
         r#"insert into definition_version (project_id, source, sha256, origin, loaded_by)
            values ($1, $2, $3, $4, $5) returning definition_version_id"#,
@@ -120,7 +133,10 @@ pub async fn load_definition(
         .write(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(Loaded::NewVersion { project_key: key, version })
+    Ok(Loaded::NewVersion {
+        project_key: key,
+        version,
+    })
 }
 
 /// Environments follow the definition: new ones are added, order is updated. Removed ones are
@@ -145,12 +161,21 @@ async fn sync_environments(
 }
 
 /// The home page's data: the project list, and `project` (or the first one) in full.
-pub async fn overview(pool: &PgPool, project: Option<&str>) -> Result<Option<Overview>, sqlx::Error> {
-    let projects = sqlx::query_as!(ProjectLink, "select project_key as key, name from project order by name")
-        .fetch_all(pool)
-        .await?;
+pub async fn overview(
+    pool: &PgPool,
+    project: Option<&str>,
+) -> Result<Option<Overview>, sqlx::Error> {
+    let projects = sqlx::query_as!(
+        ProjectLink,
+        "select project_key as key, name from project order by name"
+    )
+    .fetch_all(pool)
+    .await?;
     let Some(chosen) = project.or(projects.first().map(|p| p.key.as_str())) else {
-        return Ok(Some(Overview { projects, project: None }));
+        return Ok(Some(Overview {
+            projects,
+            project: None,
+        }));
     };
     let Some(row) = sqlx::query!(
         r#"select p.project_id, p.project_key, p.name, p.description,
@@ -190,7 +215,15 @@ pub async fn overview(pool: &PgPool, project: Option<&str>) -> Result<Option<Ove
     .fetch_all(pool)
     .await?
     .into_iter()
-    .map(|p| (p.schedule_name, PauseInfo { by: p.paused_by, at: p.paused_at }))
+    .map(|p| {
+        (
+            p.schedule_name,
+            PauseInfo {
+                by: p.paused_by,
+                at: p.paused_at,
+            },
+        )
+    })
     .collect::<HashMap<_, _>>();
     let project = ProjectOverview {
         key: row.project_key,
@@ -207,7 +240,10 @@ pub async fn overview(pool: &PgPool, project: Option<&str>) -> Result<Option<Ove
         schedules: view::schedules(&parsed, Utc::now(), &pauses),
         environments: view::environments(&parsed, &environments),
     };
-    Ok(Some(Overview { projects, project: Some(project) }))
+    Ok(Some(Overview {
+        projects,
+        project: Some(project),
+    }))
 }
 
 /// Pauses or resumes a schedule. Doing what is already the case changes nothing and writes no
@@ -235,7 +271,10 @@ pub async fn set_schedule_paused(
         .map(|d| d.schedules().iter().any(|s| s.name.as_str() == schedule))
         .unwrap_or(false);
     if !known {
-        return Err(ScheduleError::UnknownSchedule { project: project_key.into(), schedule: schedule.into() });
+        return Err(ScheduleError::UnknownSchedule {
+            project: project_key.into(),
+            schedule: schedule.into(),
+        });
     }
     let changed = if paused {
         sqlx::query!(
@@ -259,11 +298,19 @@ pub async fn set_schedule_paused(
         .rows_affected()
     } == 1;
     if changed {
-        AuditRecord::new(actor, if paused { "schedule.paused" } else { "schedule.resumed" }, origin)
-            .target(format!("{project_key}/{schedule}"))
-            .details(json!({ "before": { "paused": !paused }, "after": { "paused": paused } }))
-            .write(&mut *tx)
-            .await?;
+        AuditRecord::new(
+            actor,
+            if paused {
+                "schedule.paused"
+            } else {
+                "schedule.resumed"
+            },
+            origin,
+        )
+        .target(format!("{project_key}/{schedule}"))
+        .details(json!({ "before": { "paused": !paused }, "after": { "paused": paused } }))
+        .write(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok(changed)

@@ -69,7 +69,11 @@ fn stage(stage: &Stage) -> StageView {
         StageKind::Migrate(migrate) => format!(
             "Migrates the {} database{}",
             migrate.environment,
-            if migrate.backup { " after a backup" } else { "" }
+            if migrate.backup {
+                " after a backup"
+            } else {
+                ""
+            }
         ),
     };
     StageView {
@@ -93,7 +97,9 @@ pub fn schedules(
         .iter()
         .map(|schedule| {
             let action = match &schedule.action {
-                crate::definition::ScheduleAction::Run { branch } => format!("Runs the pipeline on {branch}"),
+                crate::definition::ScheduleAction::Run { branch } => {
+                    format!("Runs the pipeline on {branch}")
+                }
                 crate::definition::ScheduleAction::Promote { environment } => {
                     format!("Promotes the newest good release to {environment}")
                 }
@@ -123,8 +129,10 @@ pub fn environments(
         .environments()
         .iter()
         .map(|environment| {
-            let (current_release, deployed_at) =
-                deployed.get(environment.name.as_str()).cloned().unwrap_or((None, None));
+            let (current_release, deployed_at) = deployed
+                .get(environment.name.as_str())
+                .cloned()
+                .unwrap_or((None, None));
             let protection = &environment.protection;
             let roles: Vec<&str> = protection.allowed_roles.iter().map(|r| r.label()).collect();
             let protection_text = match protection.required_approvals {

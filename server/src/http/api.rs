@@ -1,8 +1,8 @@
 //! The REST API under `/api/v1`: for CI, scripts and anything that is not a browser page.
 
+use super::AppState;
 use super::error::ApiError;
 use super::routes::Routes;
-use super::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -23,7 +23,11 @@ pub fn routes(routes: Routes) -> Routes {
     routes
         .get("/api/v1/whoami", READERS, whoami)
         .get("/api/v1/projects", READERS, list_projects)
-        .get("/api/v1/projects/{project}/overview", READERS, project_overview)
+        .get(
+            "/api/v1/projects/{project}/overview",
+            READERS,
+            project_overview,
+        )
         .put(
             "/api/v1/projects/{project}/definition",
             Access::people_or_token(RoleSet::DEVELOPERS, Scope::DefinitionWrite),
@@ -39,7 +43,11 @@ pub fn routes(routes: Routes) -> Routes {
             Access::people_or_token(RoleSet::RELEASE_MANAGERS, Scope::SchedulesWrite),
             resume_schedule,
         )
-        .get("/api/v1/audit", Access::people(RoleSet::RELEASE_MANAGERS), audit)
+        .get(
+            "/api/v1/audit",
+            Access::people(RoleSet::RELEASE_MANAGERS),
+            audit,
+        )
 }
 
 #[derive(Serialize)]
@@ -94,7 +102,10 @@ async fn load_definition(
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let source = std::str::from_utf8(&body).map_err(|e| ApiError::Invalid {
-        message: format!("the definition is not UTF-8 text (invalid byte at offset {})", e.valid_up_to()),
+        message: format!(
+            "the definition is not UTF-8 text (invalid byte at offset {})",
+            e.valid_up_to()
+        ),
         details: serde_json::Value::Null,
     })?;
     let actor = Actor::of(caller.principal.as_ref());
@@ -113,12 +124,20 @@ async fn load_definition(
             LoadDefinitionError::Database(e) => ApiError::from(e),
         })?;
     Ok(match loaded {
-        Loaded::NewVersion { project_key, version } => {
-            (StatusCode::CREATED, Json(json!({ "project": project_key, "version": version, "changed": true })))
-        }
-        Loaded::Unchanged { project_key, version } => {
-            (StatusCode::OK, Json(json!({ "project": project_key, "version": version, "changed": false })))
-        }
+        Loaded::NewVersion {
+            project_key,
+            version,
+        } => (
+            StatusCode::CREATED,
+            Json(json!({ "project": project_key, "version": version, "changed": true })),
+        ),
+        Loaded::Unchanged {
+            project_key,
+            version,
+        } => (
+            StatusCode::OK,
+            Json(json!({ "project": project_key, "version": version, "changed": false })),
+        ),
     })
 }
 
@@ -145,15 +164,31 @@ async fn set_paused(
     paused: bool,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let actor = Actor::of(caller.principal.as_ref());
-    let changed = domain::project::set_schedule_paused(&state.portal.pool, &project, &schedule, paused, actor, &caller.origin)
-        .await
-        .map_err(|e| match e {
-            ScheduleError::UnknownProject(_) | ScheduleError::UnknownSchedule { .. } => ApiError::NotFound(e.to_string()),
-            ScheduleError::Database(e) => ApiError::from(e),
-        })?;
-    Ok(Json(json!({ "project": project, "schedule": schedule, "paused": paused, "changed": changed })))
+    let changed = domain::project::set_schedule_paused(
+        &state.portal.pool,
+        &project,
+        &schedule,
+        paused,
+        actor,
+        &caller.origin,
+    )
+    .await
+    .map_err(|e| match e {
+        ScheduleError::UnknownProject(_) | ScheduleError::UnknownSchedule { .. } => {
+            ApiError::NotFound(e.to_string())
+        }
+        ScheduleError::Database(e) => ApiError::from(e),
+    })?;
+    Ok(Json(
+        json!({ "project": project, "schedule": schedule, "paused": paused, "changed": changed }),
+    ))
 }
 
-async fn audit(State(state): State<AppState>, Query(filter): Query<AuditFilter>) -> Result<Json<AuditPage>, ApiError> {
-    Ok(Json(domain::audit::search(&state.portal.pool, &filter, 200).await?))
+async fn audit(
+    State(state): State<AppState>,
+    Query(filter): Query<AuditFilter>,
+) -> Result<Json<AuditPage>, ApiError> {
+    Ok(Json(
+        domain::audit::search(&state.portal.pool, &filter, 200).await?,
+    ))
 }

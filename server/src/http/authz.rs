@@ -14,25 +14,42 @@ use domain::access::{Denied, decide};
 use domain::audit::{Actor, AuditRecord, Outcome};
 use domain::auth::Caller;
 
-pub async fn enforce_access(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(path) = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()) else {
+pub async fn enforce_access(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(path) = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+    else {
         return next.run(request).await;
     };
     let Some(spec) = state.access.get(request.method(), &path) else {
         tracing::error!(method = %request.method(), %path, "route without an access declaration refused");
-        return ApiError::Forbidden("this route declares no access, so nobody may use it".into()).into_response();
+        return ApiError::Forbidden("this route declares no access, so nobody may use it".into())
+            .into_response();
     };
-    let caller = request.extensions().get::<Caller>().cloned().unwrap_or_default();
+    let caller = request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or_default();
     let Err(denied) = decide(spec.access, caller.principal.as_ref()) else {
         return next.run(request).await;
     };
     let is_page_redirect = spec.kind == RouteKind::Page && denied == Denied::Unauthenticated;
     if !is_page_redirect {
-        let record = AuditRecord::new(Actor::of(caller.principal.as_ref()), "access.denied", &caller.origin)
-            .outcome(Outcome::Denied)
-            .security()
-            .target(format!("{} {}", request.method(), request.uri().path()))
-            .details(serde_json::json!({ "reason": denied.to_string() }));
+        let record = AuditRecord::new(
+            Actor::of(caller.principal.as_ref()),
+            "access.denied",
+            &caller.origin,
+        )
+        .outcome(Outcome::Denied)
+        .security()
+        .target(format!("{} {}", request.method(), request.uri().path()))
+        .details(serde_json::json!({ "reason": denied.to_string() }));
         if let Err(error) = record.write(&state.portal.pool).await {
             tracing::warn!(%error, "could not audit a refusal");
         }
@@ -47,17 +64,30 @@ pub async fn enforce_access(State(state): State<AppState>, request: Request, nex
         }
         RouteKind::Page => match denied {
             Denied::Unauthenticated => {
-                let next = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-                let expired = if request.extensions().get::<StaleSession>().is_some() { "&expired=1" } else { "" };
+                let next = request
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/");
+                let expired = if request.extensions().get::<StaleSession>().is_some() {
+                    "&expired=1"
+                } else {
+                    ""
+                };
                 Redirect::to(&format!("/login?next={}{expired}", urlencode(next))).into_response()
             }
-            Denied::Forbidden(message) => (StatusCode::FORBIDDEN, Html(forbidden_page(&message))).into_response(),
+            Denied::Forbidden(message) => {
+                (StatusCode::FORBIDDEN, Html(forbidden_page(&message))).into_response()
+            }
         },
     }
 }
 
 fn forbidden_page(message: &str) -> String {
-    let message = message.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let message = message
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
     format!(
         r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Not allowed · Flightdeck</title><link rel="stylesheet" href="/pkg/flightdeck.css"></head>
@@ -70,7 +100,9 @@ fn urlencode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -80,7 +112,9 @@ fn urlencode(value: &str) -> String {
 /// own status (422, 403, 429 with Retry-After, …) so clients and logs see what happened.
 pub async fn server_fn_status(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
-    if response.status() != StatusCode::INTERNAL_SERVER_ERROR || !response.headers().contains_key("serverfnerror") {
+    if response.status() != StatusCode::INTERNAL_SERVER_ERROR
+        || !response.headers().contains_key("serverfnerror")
+    {
         return response;
     }
     let (mut parts, body) = response.into_parts();
@@ -88,9 +122,15 @@ pub async fn server_fn_status(request: Request, next: Next) -> Response {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     if let Ok(error) = serde_json::from_slice::<AppError>(&bytes) {
-        parts.status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if let AppError::TooManyRequests { retry_after_secs, .. } = error {
-            parts.headers.insert(header::RETRY_AFTER, retry_after_secs.into());
+        parts.status =
+            StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if let AppError::TooManyRequests {
+            retry_after_secs, ..
+        } = error
+        {
+            parts
+                .headers
+                .insert(header::RETRY_AFTER, retry_after_secs.into());
         }
     }
     Response::from_parts(parts, axum::body::Body::from(bytes))

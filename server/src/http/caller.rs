@@ -1,8 +1,8 @@
 //! Who is calling: resolves the session cookie or API token of every request into a [`Caller`]
 //! that handlers and server functions read from the request's extensions.
 
-use super::error::ApiError;
 use super::AppState;
+use super::error::ApiError;
 use app::api::session::SESSION_COOKIE;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, header};
@@ -17,18 +17,31 @@ use std::net::{IpAddr, SocketAddr};
 #[derive(Debug, Clone, Copy)]
 pub struct StaleSession;
 
-pub async fn resolve_caller(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn resolve_caller(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let origin = origin_of(&request);
     let headers = request.headers();
-    let mut caller = Caller { principal: None, origin: origin.clone() };
+    let mut caller = Caller {
+        principal: None,
+        origin: origin.clone(),
+    };
     if let Some(token) = bearer_token(headers) {
-        match state.portal.tokens.authenticate(&token, origin.ip.as_deref()).await {
+        match state
+            .portal
+            .tokens
+            .authenticate(&token, origin.ip.as_deref())
+            .await
+        {
             Ok(Some(found)) => {
                 if found.recorded_use {
                     let principal = Principal::Token(found.principal.clone());
-                    let record = AuditRecord::new(Actor::of(Some(&principal)), "token.used", &origin)
-                        .security()
-                        .target(request.uri().path().to_string());
+                    let record =
+                        AuditRecord::new(Actor::of(Some(&principal)), "token.used", &origin)
+                            .security()
+                            .target(request.uri().path().to_string());
                     if let Err(error) = record.write(&state.portal.pool).await {
                         tracing::warn!(%error, "could not audit a token use");
                     }
@@ -64,7 +77,10 @@ pub async fn resolve_caller(State(state): State<AppState>, mut request: Request,
 /// `Authorization: Bearer <token>`. A bare token (as Unleash SDKs send it) is accepted too.
 fn bearer_token(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).unwrap_or(value);
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .unwrap_or(value);
     (!token.is_empty()).then(|| token.trim().to_string())
 }
 
@@ -82,7 +98,10 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
 /// The client's address and user agent. `X-Forwarded-For` is believed only from a proxy on this
 /// machine (loopback), since anyone can send the header.
 fn origin_of(request: &Request) -> Origin {
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
     let forwarded = request
         .headers()
         .get("x-forwarded-for")
@@ -95,7 +114,11 @@ fn origin_of(request: &Request) -> Origin {
     };
     Origin {
         ip: ip.map(|ip| ip.to_string()),
-        user_agent: request.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string),
+        user_agent: request
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
     }
 }
 
@@ -107,16 +130,25 @@ mod tests {
     #[test]
     fn the_session_cookie_is_found_among_others() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; flightdeck_session=fds_x; b=2"));
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; flightdeck_session=fds_x; b=2"),
+        );
         assert_eq!(session_cookie(&headers).as_deref(), Some("fds_x"));
-        headers.insert(header::COOKIE, HeaderValue::from_static("flightdeck_session="));
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("flightdeck_session="),
+        );
         assert_eq!(session_cookie(&headers), None);
     }
 
     #[test]
     fn bearer_and_bare_tokens_are_read() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer fdt_abc"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer fdt_abc"),
+        );
         assert_eq!(bearer_token(&headers).as_deref(), Some("fdt_abc"));
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("fdt_abc"));
         assert_eq!(bearer_token(&headers).as_deref(), Some("fdt_abc"));

@@ -15,14 +15,26 @@ use axum::response::{IntoResponse, Response};
 use domain::audit::{Actor, AuditRecord, Outcome};
 use domain::auth::Caller;
 
-pub async fn refuse_cross_site(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn refuse_cross_site(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     if let Err(reason) = check(request.method(), request.headers()) {
-        let caller = request.extensions().get::<Caller>().cloned().unwrap_or_default();
-        let record = AuditRecord::new(Actor::of(caller.principal.as_ref()), "csrf.refused", &caller.origin)
-            .outcome(Outcome::Denied)
-            .security()
-            .target(request.uri().path().to_string())
-            .details(serde_json::json!({ "reason": reason }));
+        let caller = request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or_default();
+        let record = AuditRecord::new(
+            Actor::of(caller.principal.as_ref()),
+            "csrf.refused",
+            &caller.origin,
+        )
+        .outcome(Outcome::Denied)
+        .security()
+        .target(request.uri().path().to_string())
+        .details(serde_json::json!({ "reason": reason }));
         if let Err(error) = record.write(&state.portal.pool).await {
             tracing::warn!(%error, "could not audit a cross-site refusal");
         }
@@ -33,7 +45,9 @@ pub async fn refuse_cross_site(State(state): State<AppState>, request: Request, 
 }
 
 fn check(method: &Method, headers: &HeaderMap) -> Result<(), String> {
-    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) || headers.contains_key(header::AUTHORIZATION) {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+        || headers.contains_key(header::AUTHORIZATION)
+    {
         return Ok(());
     }
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
@@ -45,8 +59,14 @@ fn check(method: &Method, headers: &HeaderMap) -> Result<(), String> {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return Ok(());
     };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or(origin);
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let origin_host = origin
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or(origin);
     if origin_host.eq_ignore_ascii_case(host) {
         Ok(())
     } else {
@@ -70,16 +90,49 @@ mod tests {
     #[test]
     fn reads_and_same_origin_changes_pass() {
         assert!(check(&Method::GET, &headers(&[("sec-fetch-site", "cross-site")])).is_ok());
-        assert!(check(&Method::POST, &headers(&[("sec-fetch-site", "same-origin")])).is_ok());
-        assert!(check(&Method::POST, &headers(&[("origin", "http://a.test:3000"), ("host", "a.test:3000")])).is_ok());
+        assert!(
+            check(
+                &Method::POST,
+                &headers(&[("sec-fetch-site", "same-origin")])
+            )
+            .is_ok()
+        );
+        assert!(
+            check(
+                &Method::POST,
+                &headers(&[("origin", "http://a.test:3000"), ("host", "a.test:3000")])
+            )
+            .is_ok()
+        );
         assert!(check(&Method::POST, &headers(&[])).is_ok());
     }
 
     #[test]
     fn cross_site_changes_are_refused_unless_a_token_is_sent() {
         assert!(check(&Method::POST, &headers(&[("sec-fetch-site", "cross-site")])).is_err());
-        assert!(check(&Method::PUT, &headers(&[("origin", "https://evil.test"), ("host", "a.test")])).is_err());
-        assert!(check(&Method::POST, &headers(&[("origin", "null"), ("host", "a.test")])).is_err());
-        assert!(check(&Method::POST, &headers(&[("sec-fetch-site", "cross-site"), ("authorization", "Bearer x")])).is_ok());
+        assert!(
+            check(
+                &Method::PUT,
+                &headers(&[("origin", "https://evil.test"), ("host", "a.test")])
+            )
+            .is_err()
+        );
+        assert!(
+            check(
+                &Method::POST,
+                &headers(&[("origin", "null"), ("host", "a.test")])
+            )
+            .is_err()
+        );
+        assert!(
+            check(
+                &Method::POST,
+                &headers(&[
+                    ("sec-fetch-site", "cross-site"),
+                    ("authorization", "Bearer x")
+                ])
+            )
+            .is_ok()
+        );
     }
 }

@@ -1,8 +1,8 @@
 //! The REST API's errors, mapped to HTTP once. Internal causes are logged, never sent.
 
+use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
@@ -16,7 +16,10 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("{message}")]
-    Invalid { message: String, details: serde_json::Value },
+    Invalid {
+        message: String,
+        details: serde_json::Value,
+    },
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("the database is unavailable; try again shortly")]
@@ -90,7 +93,9 @@ impl IntoResponse for ApiError {
         }
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

@@ -12,14 +12,21 @@ use tokio_stream::wrappers::BroadcastStream;
 /// Comment lines at this interval keep proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-pub async fn events(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+pub async fn events(
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let changes = BroadcastStream::new(state.live.subscribe()).map(|item| {
         // A subscriber that lagged behind lost events: tell the page to reload everything.
         let change = item.unwrap_or_else(|_| Change::resync());
-        Ok(Event::default().event("change").json_data(&change).unwrap_or_else(|_| Event::default().event("change")))
+        Ok(Event::default()
+            .event("change")
+            .json_data(&change)
+            .unwrap_or_else(|_| Event::default().event("change")))
     });
     let ready = stream::once(async { Ok(Event::default().event("ready").data("{}")) });
     let shutdown = state.shutdown.clone();
-    let stream = ready.chain(changes).take_until(async move { shutdown.cancelled().await });
+    let stream = ready
+        .chain(changes)
+        .take_until(async move { shutdown.cancelled().await });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }

@@ -12,10 +12,10 @@ pub mod routes;
 
 use crate::live::LiveHub;
 use app::{App, shell};
+use axum::Router;
 use axum::extract::FromRef;
 use axum::http::Method;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::Router;
 use domain::access::Access;
 use domain::auth::Scope;
 use domain::portal::Portal;
@@ -46,7 +46,11 @@ pub fn api_routes() -> Routes {
     let routes = Routes::new()
         .get("/healthz", Access::Public, health::healthz)
         .get("/readyz", Access::Public, health::readyz)
-        .get("/api/v1/events", Access::people_or_token(RoleSet::ANYONE, Scope::Read), events::events);
+        .get(
+            "/api/v1/events",
+            Access::people_or_token(RoleSet::ANYONE, Scope::Read),
+            events::events,
+        );
     api::routes(routes)
 }
 
@@ -54,7 +58,12 @@ pub fn api_routes() -> Routes {
 pub fn access_table() -> Result<AccessTable, UndeclaredRoutes> {
     let pages: Vec<(String, Vec<Method>)> = generate_route_list(App)
         .iter()
-        .map(|listing| (listing.path().to_string(), listing.methods().map(http_method).collect()))
+        .map(|listing| {
+            (
+                listing.path().to_string(),
+                listing.methods().map(http_method).collect(),
+            )
+        })
         .collect();
     let server_fns: Vec<(String, Method)> = leptos::server_fn::axum::server_fn_paths()
         .map(|(path, method)| (path.to_string(), method))
@@ -79,9 +88,17 @@ pub fn router(state: AppState) -> Router {
     let app_shell = move || shell(options.clone());
     api_routes()
         .router
-        .leptos_routes_with_context(&state, generate_route_list(App), context.clone(), app_shell.clone())
+        .leptos_routes_with_context(
+            &state,
+            generate_route_list(App),
+            context.clone(),
+            app_shell.clone(),
+        )
         .route_layer(from_fn_with_state(state.clone(), authz::enforce_access))
-        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, shell))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(context, shell))
         .layer(from_fn(authz::server_fn_status))
         .layer(from_fn_with_state(state.clone(), csrf::refuse_cross_site))
         .layer(from_fn_with_state(state.clone(), caller::resolve_caller))

@@ -3,10 +3,10 @@
 //! functions declare theirs in `app::access`; [`AccessTable`] joins all three.
 
 use super::AppState;
+use axum::Router;
 use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{MethodFilter, on};
-use axum::Router;
 use domain::access::Access;
 use std::collections::HashMap;
 
@@ -37,7 +37,10 @@ pub struct Routes {
 
 impl Routes {
     pub fn new() -> Self {
-        Routes { router: Router::new(), specs: Vec::new() }
+        Routes {
+            router: Router::new(),
+            specs: Vec::new(),
+        }
     }
 
     pub fn get<H, T>(self, path: &'static str, access: Access, handler: H) -> Self
@@ -71,7 +74,12 @@ impl Routes {
     {
         let filter = MethodFilter::try_from(method.clone()).expect("a standard method");
         self.router = self.router.route(path, on(filter, handler));
-        self.specs.push(RouteSpec { method, path: path.to_string(), access, kind: RouteKind::Api });
+        self.specs.push(RouteSpec {
+            method,
+            path: path.to_string(),
+            access,
+            kind: RouteKind::Api,
+        });
         self
     }
 }
@@ -111,7 +119,12 @@ impl AccessTable {
             match page_access.get(path.as_str()) {
                 Some(access) => {
                     for method in methods {
-                        let spec = RouteSpec { method: method.clone(), path: path.clone(), access: *access, kind: RouteKind::Page };
+                        let spec = RouteSpec {
+                            method: method.clone(),
+                            path: path.clone(),
+                            access: *access,
+                            kind: RouteKind::Page,
+                        };
                         entries.insert((method.clone(), path.clone()), spec);
                     }
                 }
@@ -122,18 +135,31 @@ impl AccessTable {
         for (path, method) in server_fns {
             match fn_access.get(path.as_str()) {
                 Some(access) => {
-                    let spec = RouteSpec { method: method.clone(), path: path.clone(), access: *access, kind: RouteKind::ServerFn };
+                    let spec = RouteSpec {
+                        method: method.clone(),
+                        path: path.clone(),
+                        access: *access,
+                        kind: RouteKind::ServerFn,
+                    };
                     entries.insert((method.clone(), path.clone()), spec);
                 }
                 None => missing.push(format!("server function {path}")),
             }
         }
-        if missing.is_empty() { Ok(AccessTable { entries }) } else { Err(UndeclaredRoutes(missing)) }
+        if missing.is_empty() {
+            Ok(AccessTable { entries })
+        } else {
+            Err(UndeclaredRoutes(missing))
+        }
     }
 
     pub fn get(&self, method: &Method, path: &str) -> Option<&RouteSpec> {
         // HEAD is answered by GET routes.
-        let method = if *method == Method::HEAD { &Method::GET } else { method };
+        let method = if *method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
         self.entries.get(&(method.clone(), path.to_string()))
     }
 

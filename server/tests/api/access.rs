@@ -48,39 +48,74 @@ fn request(app: &TestApp, client: &Client, spec: &RouteSpec) -> reqwest::Request
 #[tokio::test]
 async fn every_route_answers_every_caller_as_declared() {
     let app = TestApp::spawn().await;
-    let mut clients = vec![Client { label: "anonymous".into(), principal: None, http: app.anonymous(), token: None }];
+    let mut clients = vec![Client {
+        label: "anonymous".into(),
+        principal: None,
+        http: app.anonymous(),
+        token: None,
+    }];
     for role in Role::ALL {
-        clients.push(Client { label: role.to_string(), principal: Some(person(role)), http: app.person(role).await, token: None });
+        clients.push(Client {
+            label: role.to_string(),
+            principal: Some(person(role)),
+            http: app.person(role).await,
+            token: None,
+        });
     }
     for scopes in [Scope::ALL.to_vec(), vec![Scope::Read]] {
         let secret = app.token(&scopes).await;
-        let principal = Principal::Token(TokenPrincipal { id: Uuid::nil(), name: "t".into(), scopes: scopes.clone() });
-        clients.push(Client { label: format!("token {scopes:?}"), principal: Some(principal), http: app.anonymous(), token: Some(secret) });
+        let principal = Principal::Token(TokenPrincipal {
+            id: Uuid::nil(),
+            name: "t".into(),
+            scopes: scopes.clone(),
+        });
+        clients.push(Client {
+            label: format!("token {scopes:?}"),
+            principal: Some(principal),
+            http: app.anonymous(),
+            token: Some(secret),
+        });
     }
 
     let table = server::http::access_table().unwrap();
     let mut specs: Vec<&RouteSpec> = table.specs().collect();
     // Signing out ends the session the other calls need: walk it last.
     specs.sort_by_key(|s| (s.path.ends_with("/logout"), s.path.clone()));
-    assert!(specs.len() >= 25, "the walk found only {} routes", specs.len());
+    assert!(
+        specs.len() >= 25,
+        "the walk found only {} routes",
+        specs.len()
+    );
     let mut checked = 0;
     for spec in specs {
         for client in &clients {
             let response = request(&app, client, spec).send().await.unwrap();
             let status = response.status();
             let expected = decide(spec.access, client.principal.as_ref());
-            let context = format!("{} {} as {}: got {status}", spec.method, spec.path, client.label);
+            let context = format!(
+                "{} {} as {}: got {status}",
+                spec.method, spec.path, client.label
+            );
             match expected {
                 Ok(()) => assert!(
                     status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
                     "{context}, expected to be let through"
                 ),
                 Err(Denied::Unauthenticated) if spec.kind == RouteKind::Page => {
-                    assert_eq!(status, StatusCode::SEE_OTHER, "{context}, expected a redirect to sign in");
+                    assert_eq!(
+                        status,
+                        StatusCode::SEE_OTHER,
+                        "{context}, expected a redirect to sign in"
+                    );
                     let location = response.headers()["location"].to_str().unwrap();
-                    assert!(location.starts_with("/login?next="), "{context}: {location}");
+                    assert!(
+                        location.starts_with("/login?next="),
+                        "{context}: {location}"
+                    );
                 }
-                Err(Denied::Unauthenticated) => assert_eq!(status, StatusCode::UNAUTHORIZED, "{context}"),
+                Err(Denied::Unauthenticated) => {
+                    assert_eq!(status, StatusCode::UNAUTHORIZED, "{context}")
+                }
                 Err(Denied::Forbidden(_)) => assert_eq!(status, StatusCode::FORBIDDEN, "{context}"),
             }
             checked += 1;
@@ -93,7 +128,11 @@ async fn every_route_answers_every_caller_as_declared() {
 
 #[tokio::test]
 async fn a_route_without_a_declaration_stops_the_server_from_starting() {
-    let undeclared = server::http::routes::AccessTable::build(&[], &[("/secret".into(), vec![axum::http::Method::GET])], &[]);
+    let undeclared = server::http::routes::AccessTable::build(
+        &[],
+        &[("/secret".into(), vec![axum::http::Method::GET])],
+        &[],
+    );
     let error = undeclared.unwrap_err().to_string();
     assert!(error.contains("page /secret"), "{error}");
 }
@@ -104,14 +143,21 @@ async fn a_viewer_is_refused_pausing_a_schedule_with_the_role_it_needs() {
     let viewer = app.person(Role::Viewer).await;
     let response = viewer
         .post(app.url("/fn/set_schedule_paused"))
-        .form(&[("project", "studybuddy"), ("schedule", "staging"), ("paused", "true")])
+        .form(&[
+            ("project", "studybuddy"),
+            ("schedule", "staging"),
+            ("paused", "true"),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     let body = response.text().await.unwrap();
     assert!(body.contains("release manager or admin"), "{body}");
-    let paused: i64 = sqlx::query_scalar("select count(*) from schedule_pause").fetch_one(&app.pool).await.unwrap();
+    let paused: i64 = sqlx::query_scalar("select count(*) from schedule_pause")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(paused, 0, "nothing was written");
 }
 
@@ -122,7 +168,11 @@ async fn cross_site_form_posts_are_refused_and_audited() {
     let response = manager
         .post(app.url("/fn/set_schedule_paused"))
         .header("origin", "https://evil.example")
-        .form(&[("project", "studybuddy"), ("schedule", "staging"), ("paused", "true")])
+        .form(&[
+            ("project", "studybuddy"),
+            ("schedule", "staging"),
+            ("paused", "true"),
+        ])
         .send()
         .await
         .unwrap();
@@ -131,7 +181,11 @@ async fn cross_site_form_posts_are_refused_and_audited() {
     let same_site = manager
         .post(app.url("/fn/set_schedule_paused"))
         .header("sec-fetch-site", "same-origin")
-        .form(&[("project", "studybuddy"), ("schedule", "staging"), ("paused", "true")])
+        .form(&[
+            ("project", "studybuddy"),
+            ("schedule", "staging"),
+            ("paused", "true"),
+        ])
         .send()
         .await
         .unwrap();
@@ -146,5 +200,8 @@ fn declared_access_is_never_public_for_state_changes_except_sign_in() {
         .filter(|(_, access)| *access == Access::Public)
         .map(|(path, _)| path)
         .collect();
-    assert_eq!(public, vec!["/fn/login", "/fn/complete_setup", "/fn/current_user"]);
+    assert_eq!(
+        public,
+        vec!["/fn/login", "/fn/complete_setup", "/fn/current_user"]
+    );
 }

@@ -13,14 +13,24 @@ const BIN: &str = env!("CARGO_BIN_EXE_flightdeck");
 
 fn flightdeck(args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
-    command.args(args).env_remove("DATABASE_URL").env("FLIGHTDECK_LOG", "warn");
+    command
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env("FLIGHTDECK_LOG", "warn");
     command
 }
 
 /// A data directory the `postgres` user can reach when the tests run as root.
 fn data_dir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix("flightdeck-bin-").tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("flightdeck-bin-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     dir
 }
 
@@ -32,7 +42,11 @@ struct Server {
 
 impl Server {
     fn start(mut command: Command) -> Server {
-        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -40,7 +54,9 @@ impl Server {
                 let _ = tx.send(line);
             }
         });
-        let first = lines.recv_timeout(Duration::from_secs(60)).expect("the server printed its address");
+        let first = lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server printed its address");
         let url = first
             .split_whitespace()
             .find(|w| w.starts_with("http://"))
@@ -50,12 +66,18 @@ impl Server {
     }
 
     fn next_line(&self) -> String {
-        self.lines.recv_timeout(Duration::from_secs(10)).unwrap_or_default()
+        self.lines
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_default()
     }
 
     /// SIGTERM, then wait for a clean exit.
     fn terminate(mut self) -> std::process::ExitStatus {
-        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
         for _ in 0..300 {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
@@ -69,7 +91,11 @@ impl Server {
 
 fn run(command: &mut Command) -> (bool, String, String) {
     let out = command.output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]
@@ -77,16 +103,36 @@ fn check_definition_prints_each_problem_like_a_compiler() {
     let dir = data_dir();
     let good = dir.path().join("good.yml");
     std::fs::write(&good, SAMPLE).unwrap();
-    let (ok, stdout, _) = run(&mut flightdeck(&["check-definition", good.to_str().unwrap()]));
-    assert!(ok && stdout.contains("ok: project `studybuddy`, 4 phases"), "{stdout}");
+    let (ok, stdout, _) = run(&mut flightdeck(&[
+        "check-definition",
+        good.to_str().unwrap(),
+    ]));
+    assert!(
+        ok && stdout.contains("ok: project `studybuddy`, 4 phases"),
+        "{stdout}"
+    );
 
     let bad = dir.path().join("bad.yml");
-    std::fs::write(&bad, SAMPLE.replacen("timezone: Europe/Berlin", "timezone: Mars/Olympus_Mons", 1)).unwrap();
-    let (ok, _, stderr) = run(&mut flightdeck(&["check-definition", bad.to_str().unwrap()]));
+    std::fs::write(
+        &bad,
+        SAMPLE.replacen("timezone: Europe/Berlin", "timezone: Mars/Olympus_Mons", 1),
+    )
+    .unwrap();
+    let (ok, _, stderr) = run(&mut flightdeck(&[
+        "check-definition",
+        bad.to_str().unwrap(),
+    ]));
     assert!(!ok);
-    let line = SAMPLE.lines().position(|l| l.contains("timezone: Europe/Berlin")).unwrap() + 1;
+    let line = SAMPLE
+        .lines()
+        .position(|l| l.contains("timezone: Europe/Berlin"))
+        .unwrap()
+        + 1;
     assert!(stderr.contains(&format!("bad.yml:{line}:")), "{stderr}");
-    assert!(stderr.contains("Mars/Olympus_Mons") && stderr.contains('^'), "{stderr}");
+    assert!(
+        stderr.contains("Mars/Olympus_Mons") && stderr.contains('^'),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -102,23 +148,57 @@ fn the_embedded_default_keeps_data_across_restarts_and_stops_on_sigterm() {
     };
 
     let first = serve(&["--project", sample.to_str().unwrap()]);
-    assert!(first.next_line().contains("/setup/fdl_"), "a setup link is printed while nobody can sign in");
+    assert!(
+        first.next_line().contains("/setup/fdl_"),
+        "a setup link is printed while nobody can sign in"
+    );
     let ready = reqwest::blocking::get(format!("{}/readyz", first.url)).unwrap();
     assert_eq!(ready.status(), 200);
     assert!(first.terminate().success());
-    assert!(!Path::new(data).join("postgres/data/postmaster.pid").exists(), "the cluster was stopped");
+    assert!(
+        !Path::new(data)
+            .join("postgres/data/postmaster.pid")
+            .exists(),
+        "the cluster was stopped"
+    );
 
-    let (ok, stdout, stderr) = run(flightdeck(&["user", "add", "ada", "--role", "admin", "--data-dir", data]).stdin(Stdio::null()));
+    let (ok, stdout, stderr) =
+        run(
+            flightdeck(&["user", "add", "ada", "--role", "admin", "--data-dir", data])
+                .stdin(Stdio::null()),
+        );
     assert!(ok, "{stderr}");
-    let password = stdout.lines().find_map(|l| l.strip_prefix("Their password: ")).unwrap().to_string();
+    let password = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Their password: "))
+        .unwrap()
+        .to_string();
 
     let second = serve(&[]);
-    assert!(second.next_line().contains("Sign in at"), "no setup link once someone exists");
-    let client = reqwest::blocking::Client::builder().cookie_store(true).build().unwrap();
-    let login = client.post(format!("{}/fn/login", second.url)).form(&[("username", "ada"), ("password", &password)]).send().unwrap();
+    assert!(
+        second.next_line().contains("Sign in at"),
+        "no setup link once someone exists"
+    );
+    let client = reqwest::blocking::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let login = client
+        .post(format!("{}/fn/login", second.url))
+        .form(&[("username", "ada"), ("password", &password)])
+        .send()
+        .unwrap();
     assert!(login.status().is_success(), "{}", login.status());
-    let projects: serde_json::Value = client.get(format!("{}/api/v1/projects", second.url)).send().unwrap().json().unwrap();
-    assert_eq!(projects[0]["key"], "studybuddy", "the project loaded by the first run is still there");
+    let projects: serde_json::Value = client
+        .get(format!("{}/api/v1/projects", second.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        projects[0]["key"], "studybuddy",
+        "the project loaded by the first run is still there"
+    );
     assert!(second.terminate().success());
 }
 
@@ -126,18 +206,40 @@ fn the_embedded_default_keeps_data_across_restarts_and_stops_on_sigterm() {
 fn a_stale_postmaster_pid_after_a_crash_does_not_stop_the_next_start() {
     let dir = data_dir();
     let data = dir.path().to_str().unwrap();
-    let server = Server::start(flightdeck(&["serve", "--addr", "127.0.0.1:0", "--data-dir", data]));
+    let server = Server::start(flightdeck(&[
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+    ]));
     let pid_file = dir.path().join("postgres/data/postmaster.pid");
-    let postmaster: i32 = std::fs::read_to_string(&pid_file).unwrap().lines().next().unwrap().trim().parse().unwrap();
+    let postmaster: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     // A crash: the server and its database die without cleaning up.
     let mut child = server.child;
     child.kill().unwrap();
     child.wait().unwrap();
-    Command::new("kill").args(["-KILL", &postmaster.to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-KILL", &postmaster.to_string()])
+        .status()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     assert!(pid_file.exists(), "the crash left postmaster.pid behind");
 
-    let again = Server::start(flightdeck(&["serve", "--addr", "127.0.0.1:0", "--data-dir", data]));
+    let again = Server::start(flightdeck(&[
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+    ]));
     let ready = reqwest::blocking::get(format!("{}/readyz", again.url)).unwrap();
     assert_eq!(ready.status(), 200);
     assert!(again.terminate().success());
@@ -151,24 +253,54 @@ async fn two_server_processes_on_one_database_share_live_updates() {
         command.env("DATABASE_URL", &database);
         command
     };
-    let (ok, stdout, stderr) = run(&mut with_db(&["token", "create", "ci", "--scope", "read,definition:write"]));
+    let (ok, stdout, stderr) = run(&mut with_db(&[
+        "token",
+        "create",
+        "ci",
+        "--scope",
+        "read,definition:write",
+    ]));
     assert!(ok, "{stderr}");
     let token = stdout.lines().last().unwrap().trim().to_string();
     let dir = data_dir();
     let sample = dir.path().join("flightdeck.yml");
     std::fs::write(&sample, SAMPLE).unwrap();
 
-    let a = Server::start(with_db(&["serve", "--addr", "127.0.0.1:0", "--project", sample.to_str().unwrap()]));
+    let a = Server::start(with_db(&[
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--project",
+        sample.to_str().unwrap(),
+    ]));
     let b = Server::start(with_db(&["serve", "--addr", "127.0.0.1:0"]));
     let client = reqwest::Client::new();
-    let mut stream = client.get(format!("{}/api/v1/events", b.url)).bearer_auth(&token).send().await.unwrap();
+    let mut stream = client
+        .get(format!("{}/api/v1/events", b.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     wait_for_event(&mut stream, "ready", Duration::from_secs(5)).await;
     let changed = SAMPLE.replacen("name: StudyBuddy", "name: StudyBuddy Replicated", 1);
-    let put = client.put(format!("{}/api/v1/projects/studybuddy/definition", a.url)).bearer_auth(&token).body(changed).send().await.unwrap();
+    let put = client
+        .put(format!("{}/api/v1/projects/studybuddy/definition", a.url))
+        .bearer_auth(&token)
+        .body(changed)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(put.status(), 201);
     wait_for_event(&mut stream, "change", Duration::from_secs(1)).await;
-    let overview: serde_json::Value =
-        client.get(format!("{}/api/v1/projects/studybuddy/overview", b.url)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let overview: serde_json::Value = client
+        .get(format!("{}/api/v1/projects/studybuddy/overview", b.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(overview["project"]["name"], "StudyBuddy Replicated");
     drop(stream);
     assert!(a.terminate().success());

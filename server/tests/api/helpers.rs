@@ -29,7 +29,9 @@ async fn cluster() -> PgConnectOptions {
     CLUSTER
         .get_or_init(|| async {
             let options = match std::env::var("FLIGHTDECK_TEST_DATABASE_URL") {
-                Ok(url) => PgConnectOptions::from_str(&url).expect("FLIGHTDECK_TEST_DATABASE_URL is a URL"),
+                Ok(url) => {
+                    PgConnectOptions::from_str(&url).expect("FLIGHTDECK_TEST_DATABASE_URL is a URL")
+                }
                 Err(_) => own_cluster().await,
             };
             create_template(&options).await;
@@ -40,10 +42,13 @@ async fn cluster() -> PgConnectOptions {
 }
 
 /// A cluster for this test process, stopped by a watcher when the process exits.
+#[expect(clippy::zombie_processes, reason = "the watcher must outlive this process")]
 async fn own_cluster() -> PgConnectOptions {
     let dir = std::env::temp_dir().join(format!("flightdeck-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let cluster = server::embedded_pg::EmbeddedPostgres::start(&dir).await.expect("the test cluster starts");
+    let cluster = server::embedded_pg::EmbeddedPostgres::start(&dir)
+        .await
+        .expect("the test cluster starts");
     let options = cluster.connect_options();
     // The cluster must outlive every test of this binary; a watcher stops it when we exit.
     let data = dir.join("postgres/data");
@@ -69,38 +74,73 @@ async fn own_cluster() -> PgConnectOptions {
 const TEMPLATE: &str = "flightdeck_test_template";
 
 async fn create_template(cluster: &PgConnectOptions) {
-    let admin = cluster.clone().database("postgres").connect().await.expect("connects to the test cluster");
+    let admin = cluster
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .expect("connects to the test cluster");
     let mut admin = admin;
     // Several test binaries run at once: one builds the template, the others wait for it.
-    sqlx::query("select pg_advisory_lock(4242)").execute(&mut admin).await.unwrap();
-    let exists: bool = sqlx::query_scalar("select exists(select 1 from pg_database where datname = $1)")
-        .bind(TEMPLATE)
-        .fetch_one(&mut admin)
+    sqlx::query("select pg_advisory_lock(4242)")
+        .execute(&mut admin)
         .await
         .unwrap();
+    let exists: bool =
+        sqlx::query_scalar("select exists(select 1 from pg_database where datname = $1)")
+            .bind(TEMPLATE)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
     let fresh = !exists || {
         // A template from an older schema is rebuilt.
-        let pool = PgPoolOptions::new().connect_with(cluster.clone().database(TEMPLATE)).await.unwrap();
-        let applied: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations").fetch_one(&pool).await.unwrap_or(0);
+        let pool = PgPoolOptions::new()
+            .connect_with(cluster.clone().database(TEMPLATE))
+            .await
+            .unwrap();
+        let applied: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations")
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(0);
         pool.close().await;
         applied != domain::db::MIGRATOR.iter().count() as i64
     };
     if fresh {
-        sqlx::query(&format!("drop database if exists {TEMPLATE} with (force)")).execute(&mut admin).await.unwrap();
-        sqlx::query(&format!("create database {TEMPLATE}")).execute(&mut admin).await.unwrap();
-        let pool = PgPoolOptions::new().connect_with(cluster.clone().database(TEMPLATE)).await.unwrap();
+        sqlx::query(&format!("drop database if exists {TEMPLATE} with (force)"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        sqlx::query(&format!("create database {TEMPLATE}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let pool = PgPoolOptions::new()
+            .connect_with(cluster.clone().database(TEMPLATE))
+            .await
+            .unwrap();
         domain::db::migrate(&pool).await.unwrap();
         pool.close().await;
     }
-    sqlx::query("select pg_advisory_unlock(4242)").execute(&mut admin).await.unwrap();
+    sqlx::query("select pg_advisory_unlock(4242)")
+        .execute(&mut admin)
+        .await
+        .unwrap();
 }
 
 /// A fresh, migrated database; returns its connect options.
 pub async fn fresh_database() -> PgConnectOptions {
     let cluster = cluster().await;
     let name = format!("test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = cluster.clone().database("postgres").connect().await.unwrap();
-    sqlx::query(&format!("create database {name} template {TEMPLATE}")).execute(&mut admin).await.unwrap();
+    let mut admin = cluster
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query(&format!("create database {name} template {TEMPLATE}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
     cluster.database(&name)
 }
 
@@ -110,7 +150,10 @@ pub fn url_of(options: &PgConnectOptions) -> String {
     let db = options.get_database().unwrap_or("postgres");
     let user = options.get_username();
     if host.starts_with('/') {
-        format!("postgres://{user}@/{db}?host={host}&port={}", options.get_port())
+        format!(
+            "postgres://{user}@/{db}?host={host}&port={}",
+            options.get_port()
+        )
     } else {
         format!("postgres://{user}@{host}:{}/{db}", options.get_port())
     }
@@ -127,9 +170,16 @@ impl TestApp {
     /// A server on a fresh database with the StudyBuddy sample loaded.
     pub async fn spawn() -> TestApp {
         let app = Self::spawn_empty().await;
-        domain::project::load_definition(&app.pool, SAMPLE, "examples/studybuddy/flightdeck.yml", None, Actor::system(), &Origin::default())
-            .await
-            .expect("the sample loads");
+        domain::project::load_definition(
+            &app.pool,
+            SAMPLE,
+            "examples/studybuddy/flightdeck.yml",
+            None,
+            Actor::system(),
+            &Origin::default(),
+        )
+        .await
+        .expect("the sample loads");
         app
     }
 
@@ -140,7 +190,11 @@ impl TestApp {
 
     /// Another server process on the same database (as a second replica would be).
     pub async fn spawn_on(options: PgConnectOptions) -> TestApp {
-        let pool = PgPoolOptions::new().max_connections(10).connect_with(options.clone()).await.unwrap();
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .connect_with(options.clone())
+            .await
+            .unwrap();
         let shutdown = CancellationToken::new();
         let live = LiveHub::start(pool.clone(), shutdown.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -160,10 +214,13 @@ impl TestApp {
         let router = http::router(state);
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-                .unwrap();
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+            .unwrap();
         });
         // Ready means listening for live updates too.
         for _ in 0..200 {
@@ -172,7 +229,12 @@ impl TestApp {
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        TestApp { addr, pool, options, shutdown }
+        TestApp {
+            addr,
+            pool,
+            options,
+            shutdown,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -190,8 +252,16 @@ impl TestApp {
 
     pub async fn add_user(&self, username: &str, role: Role) {
         let users = Users::new(self.pool.clone(), Default::default());
-        let new = NewUser { username, display_name: username, role, password: PASSWORD };
-        users.create(new, Actor::system(), &Origin::default()).await.expect("the user is created");
+        let new = NewUser {
+            username,
+            display_name: username,
+            role,
+            password: PASSWORD,
+        };
+        users
+            .create(new, Actor::system(), &Origin::default())
+            .await
+            .expect("the user is created");
     }
 
     /// Signs in through the real login server function; the client keeps the session cookie.
@@ -203,13 +273,21 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        assert!(response.status().is_success() || response.status().is_redirection(), "sign-in failed: {}", response.status());
+        assert!(
+            response.status().is_success() || response.status().is_redirection(),
+            "sign-in failed: {}",
+            response.status()
+        );
         client
     }
 
     /// A user with `role`, signed in.
     pub async fn person(&self, role: Role) -> reqwest::Client {
-        let name = format!("{}-{}", role.as_str(), &uuid::Uuid::new_v4().simple().to_string()[..6]);
+        let name = format!(
+            "{}-{}",
+            role.as_str(),
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        );
         self.add_user(&name, role).await;
         self.sign_in(&name).await
     }
@@ -238,5 +316,11 @@ impl Drop for TestApp {
 }
 
 pub fn assert_status(response: &reqwest::Response, expected: StatusCode) {
-    assert_eq!(response.status(), expected, "{} {}", response.url(), response.status());
+    assert_eq!(
+        response.status(),
+        expected,
+        "{} {}",
+        response.url(),
+        response.status()
+    );
 }
