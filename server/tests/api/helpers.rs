@@ -42,7 +42,10 @@ async fn cluster() -> PgConnectOptions {
 }
 
 /// A cluster for this test process, stopped by a watcher when the process exits.
-#[expect(clippy::zombie_processes, reason = "the watcher must outlive this process")]
+#[expect(
+    clippy::zombie_processes,
+    reason = "the watcher must outlive this process"
+)]
 async fn own_cluster() -> PgConnectOptions {
     let dir = std::env::temp_dir().join(format!("flightdeck-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
