@@ -62,9 +62,13 @@ impl FileSettings {
     }
 }
 
-/// Where Flightdeck keeps its data when nothing says otherwise: `$XDG_DATA_HOME/flightdeck`,
-/// else `~/.local/share/flightdeck`.
+/// Where Flightdeck keeps its data when nothing says otherwise: `/var/lib/flightdeck` for root
+/// (whose home the `postgres` user running the embedded cluster cannot enter), else
+/// `$XDG_DATA_HOME/flightdeck`, else `~/.local/share/flightdeck`.
 pub fn default_data_dir() -> Result<PathBuf, ConfigError> {
+    if nix::unistd::Uid::effective().is_root() {
+        return Ok(PathBuf::from("/var/lib/flightdeck"));
+    }
     if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return Ok(PathBuf::from(xdg).join("flightdeck"));
     }

@@ -8,9 +8,35 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 use uuid::Uuid;
 
 mod view;
+
+/// Parsed definitions by the SHA-256 of their text. A stored version never changes, so the
+/// overview parses each one once per process instead of on every page view.
+static PARSED: LazyLock<Mutex<HashMap<String, Arc<Definition>>>> = LazyLock::new(Default::default);
+
+/// More versions than any process needs at once; past this the cache starts afresh.
+const PARSED_CAPACITY: usize = 64;
+
+fn parsed(sha256: &str, source: &str) -> Result<Arc<Definition>, Vec<Diagnostic>> {
+    if let Some(found) = PARSED
+        .lock()
+        .ok()
+        .and_then(|cache| cache.get(sha256).cloned())
+    {
+        return Ok(found);
+    }
+    let definition = Arc::new(definition::parse(source)?);
+    if let Ok(mut cache) = PARSED.lock() {
+        if cache.len() >= PARSED_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(sha256.to_string(), definition.clone());
+    }
+    Ok(definition)
+}
 
 /// The largest flightdeck.yml accepted (a real one is a few kilobytes).
 pub const MAX_DEFINITION_BYTES: usize = 512 * 1024;
@@ -191,7 +217,7 @@ pub async fn overview(
     else {
         return Ok(None);
     };
-    let parsed = match definition::parse(&row.source) {
+    let parsed = match parsed(&row.sha256, &row.source) {
         Ok(parsed) => parsed,
         Err(diagnostics) => {
             // Stored definitions were valid when loaded; a stricter later version may disagree.
@@ -258,8 +284,8 @@ pub async fn set_schedule_paused(
 ) -> Result<bool, ScheduleError> {
     let mut tx = pool.begin().await?;
     let row = sqlx::query!(
-        r#"select p.project_id, d.source from project p
-           join lateral (select source from definition_version dv where dv.project_id = p.project_id
+        r#"select p.project_id, d.source, d.sha256 from project p
+           join lateral (select source, sha256 from definition_version dv where dv.project_id = p.project_id
                          order by dv.definition_version_id desc limit 1) d on true
            where p.project_key = $1 for update of p"#,
         project_key
@@ -267,7 +293,7 @@ pub async fn set_schedule_paused(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| ScheduleError::UnknownProject(project_key.to_string()))?;
-    let known = definition::parse(&row.source)
+    let known = parsed(&row.sha256, &row.source)
         .map(|d| d.schedules().iter().any(|s| s.name.as_str() == schedule))
         .unwrap_or(false);
     if !known {

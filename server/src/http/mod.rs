@@ -15,6 +15,7 @@ use app::{App, shell};
 use axum::Router;
 use axum::extract::FromRef;
 use axum::http::Method;
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{from_fn, from_fn_with_state};
 use domain::access::Access;
 use domain::auth::Scope;
@@ -26,7 +27,9 @@ use routes::{AccessTable, Routes, UndeclaredRoutes};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
 /// The largest request body accepted anywhere (a definition is at most 512 KiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -103,6 +106,21 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), csrf::refuse_cross_site))
         .layer(from_fn_with_state(state.clone(), caller::resolve_caller))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(TraceLayer::new_for_http())
+        .layer(security_header("x-content-type-options", "nosniff"))
+        .layer(security_header("x-frame-options", "DENY"))
+        .layer(security_header("referrer-policy", "same-origin"))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
         .with_state(state)
+}
+
+/// A header every response carries unless the handler set it.
+fn security_header(name: &'static str, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(
+        HeaderName::from_static(name),
+        HeaderValue::from_static(value),
+    )
 }

@@ -149,16 +149,20 @@ pub async fn fresh_database() -> PgConnectOptions {
 
 /// A URL for a database, for spawning the real binary against it.
 pub fn url_of(options: &PgConnectOptions) -> String {
-    let host = options.get_host();
     let db = options.get_database().unwrap_or("postgres");
     let user = options.get_username();
-    if host.starts_with('/') {
-        format!(
-            "postgres://{user}@/{db}?host={host}&port={}",
+    match options.get_socket() {
+        // sqlx wants the user in the query when the host is a socket directory.
+        Some(dir) => format!(
+            "postgres:///{db}?host={}&port={}&user={user}",
+            dir.display(),
             options.get_port()
-        )
-    } else {
-        format!("postgres://{user}@{host}:{}/{db}", options.get_port())
+        ),
+        None => format!(
+            "postgres://{user}@{}:{}/{db}",
+            options.get_host(),
+            options.get_port()
+        ),
     }
 }
 
