@@ -3,7 +3,7 @@
 //! functions read them again through [`authorize`], since during server-side rendering they are
 //! called directly rather than over HTTP.
 
-use crate::api::{admin, audit, overview, session};
+use crate::api::{admin, audit, overview, runs, session};
 use crate::error::AppError;
 use domain::access::{Access, decide};
 use domain::auth::{Caller, Principal, Scope};
@@ -14,6 +14,7 @@ use server_fn::ServerFn;
 const ANYONE: Access = Access::people(RoleSet::ANYONE);
 const ADMINS: Access = Access::people(RoleSet::ADMINS);
 const AUDITORS: Access = Access::people(RoleSet::RELEASE_MANAGERS);
+const RUN_STARTERS: Access = Access::people_or_token(RoleSet::DEVELOPERS, Scope::RunsWrite);
 
 /// Server functions by URL.
 pub fn server_fns() -> Vec<(&'static str, Access)> {
@@ -36,6 +37,12 @@ pub fn server_fns() -> Vec<(&'static str, Access)> {
         (admin::CreateToken::PATH, ADMINS),
         (admin::RevokeToken::PATH, ADMINS),
         (audit::SearchAudit::PATH, AUDITORS),
+        (runs::ListRuns::PATH, ANYONE),
+        (runs::GetRun::PATH, ANYONE),
+        (runs::GetJob::PATH, ANYONE),
+        (runs::StartRun::PATH, RUN_STARTERS),
+        (runs::CancelRun::PATH, RUN_STARTERS),
+        (runs::Rerun::PATH, RUN_STARTERS),
     ]
 }
 
@@ -48,6 +55,9 @@ pub fn pages() -> Vec<(&'static str, Access)> {
         ("/projects/{project}", ANYONE),
         ("/admin", ADMINS),
         ("/audit", AUDITORS),
+        ("/projects/{project}/runs", ANYONE),
+        ("/projects/{project}/runs/{number}", ANYONE),
+        ("/projects/{project}/runs/{number}/jobs/{job}", ANYONE),
     ]
 }
 

@@ -103,3 +103,19 @@ where
 pub fn format_time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
+
+/// "45 s", "3 min 12 s", "1 h 4 min".
+pub fn format_duration(seconds: i64) -> String {
+    let seconds = seconds.max(0);
+    match (seconds / 3600, (seconds % 3600) / 60, seconds % 60) {
+        (0, 0, s) => format!("{s} s"),
+        (0, m, s) => format!("{m} min {s} s"),
+        (h, m, _) => format!("{h} h {m} min"),
+    }
+}
+
+/// A state as a coloured pill.
+#[component]
+pub fn StatePill(state: domain::state::RunState) -> impl IntoView {
+    view! { <span class=format!("state state-{}", state.as_str())>{state.as_str()}</span> }
+}

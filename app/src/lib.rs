@@ -5,6 +5,7 @@
 
 #[cfg(feature = "ssr")]
 pub mod access;
+pub mod ansi;
 pub mod api;
 pub mod components;
 pub mod error;
@@ -55,6 +56,9 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/projects/:project") view=|| view! { <Layout><pages::OverviewPage /></Layout> } />
                 <Route path=path!("/admin") view=|| view! { <Layout><pages::AdminPage /></Layout> } />
                 <Route path=path!("/audit") view=|| view! { <Layout><pages::AuditPage /></Layout> } />
+                <Route path=path!("/projects/:project/runs") view=|| view! { <Layout><pages::RunsPage /></Layout> } />
+                <Route path=path!("/projects/:project/runs/:number") view=|| view! { <Layout><pages::RunPage /></Layout> } />
+                <Route path=path!("/projects/:project/runs/:number/jobs/:job") view=|| view! { <Layout><pages::JobPage /></Layout> } />
             </Routes>
         </Router>
     }

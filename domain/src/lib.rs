@@ -10,6 +10,7 @@ pub mod audit;
 pub mod overview;
 pub mod people;
 pub mod role;
+pub mod run_view;
 pub mod scope;
 pub mod state;
 
@@ -22,6 +23,10 @@ pub mod db;
 #[cfg(feature = "server")]
 pub mod definition;
 #[cfg(feature = "server")]
+pub mod flags;
+#[cfg(feature = "server")]
 pub mod portal;
 #[cfg(feature = "server")]
 pub mod project;
+#[cfg(feature = "server")]
+pub mod run;

@@ -13,10 +13,20 @@ pub enum Scope {
     DefinitionWrite,
     /// Pause and resume schedules.
     SchedulesWrite,
+    /// Start, cancel and re-run runs (CI systems, git hooks).
+    RunsWrite,
+    /// Be a runner: claim jobs, send logs, artifacts and results.
+    Runner,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 3] = [Scope::Read, Scope::DefinitionWrite, Scope::SchedulesWrite];
+    pub const ALL: [Scope; 5] = [
+        Scope::Read,
+        Scope::DefinitionWrite,
+        Scope::SchedulesWrite,
+        Scope::RunsWrite,
+        Scope::Runner,
+    ];
 
     /// What the scope allows, for the token form.
     pub fn about(self) -> &'static str {
@@ -24,6 +34,8 @@ impl Scope {
             Scope::Read => "read pipelines, environments and the overview",
             Scope::DefinitionWrite => "load a new flightdeck.yml",
             Scope::SchedulesWrite => "pause and resume schedules",
+            Scope::RunsWrite => "start, cancel and re-run runs",
+            Scope::Runner => "run jobs as a runner",
         }
     }
 
@@ -32,6 +44,8 @@ impl Scope {
             Scope::Read => "read",
             Scope::DefinitionWrite => "definition:write",
             Scope::SchedulesWrite => "schedules:write",
+            Scope::RunsWrite => "runs:write",
+            Scope::Runner => "runner",
         }
     }
 }
@@ -43,7 +57,9 @@ impl fmt::Display for Scope {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scope `{0}`; the scopes are read, definition:write, schedules:write")]
+#[error(
+    "unknown scope `{0}`; the scopes are read, definition:write, schedules:write, runs:write, runner"
+)]
 pub struct UnknownScope(pub String);
 
 impl FromStr for Scope {

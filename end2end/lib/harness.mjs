@@ -42,13 +42,13 @@ export function cli(dataDir, args, input) {
 }
 
 /** A running portal with the StudyBuddy sample and the given people ({name: role}). */
-export async function startPortal(people = {}) {
+export async function startPortal(people = {}, project = sample) {
   const dataDir = mkdtempSync(join(tmpdir(), 'flightdeck-e2e-'));
   chmodSync(dataDir, 0o755); // the postgres user must reach the cluster under it
   for (const [name, role] of Object.entries(people)) {
     cli(dataDir, ['user', 'add', name, '--role', role, '--name', title(name), '--password-stdin'], PASSWORD);
   }
-  const child = spawn(bin, ['serve', '--addr', '127.0.0.1:0', '--data-dir', dataDir, '--project', sample, '--site-root', siteRoot], {
+  const child = spawn(bin, ['serve', '--addr', '127.0.0.1:0', '--data-dir', dataDir, '--project', project, '--site-root', siteRoot], {
     env: portalEnv(),
     stdio: ['ignore', 'pipe', 'inherit'],
   });

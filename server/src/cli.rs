@@ -65,6 +65,12 @@ enum Command {
     /// Manage API tokens for CI, runners and SDKs.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage projects: where their code lives.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Run jobs for a Flightdeck server, on this machine or another. The first SIGTERM or Ctrl-C
+    /// stops taking jobs and waits for those under way; a second one stops them too.
+    Runner(crate::runner::RunnerArgs),
     /// Bring the database schema up to date, then exit (serve does this too).
     Migrate,
     /// Check a flightdeck.yml and print every problem with its line and column.
@@ -94,6 +100,42 @@ struct ServeArgs {
     /// The built web assets (cargo-leptos' site directory). [default: $LEPTOS_SITE_ROOT or target/site]
     #[arg(long, env = "LEPTOS_SITE_ROOT", value_name = "DIR")]
     site_root: Option<PathBuf>,
+    /// Labels of the runner built into the server (comma-separated). [default: linux,local]
+    #[arg(
+        long,
+        env = "FLIGHTDECK_LOCAL_RUNNER_LABELS",
+        value_delimiter = ',',
+        value_name = "LABELS"
+    )]
+    local_runner_labels: Vec<String>,
+    /// Run no jobs in this process; only remote runners (`flightdeck runner`) will.
+    #[arg(long, env = "FLIGHTDECK_NO_LOCAL_RUNNER")]
+    no_local_runner: bool,
+    /// The secret GitHub signs push webhooks with; without it the webhook endpoint is off.
+    #[arg(
+        long,
+        env = "FLIGHTDECK_GITHUB_WEBHOOK_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    github_webhook_secret: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectCommand {
+    /// Say where a project's git repository is (a path on this machine or a git URL).
+    SetRepository { project: String, location: String },
+    /// Make a git repository for a project from a directory (once), with a hook that starts a
+    /// run on every push, and point the project at it. Prints the repository's path.
+    CreateRepository {
+        project: String,
+        /// The files of the first commit.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The portal's URL, for the push hook. [default: http://127.0.0.1:3000]
+        #[arg(long, value_name = "URL")]
+        server_url: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -218,6 +260,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::CheckDefinition { file } => check_definition(&file),
         Command::Serve(args) => {
+            let data_dir = match cli.global.data_dir.clone().or(file.data_dir.clone()) {
+                Some(dir) => dir,
+                None => default_data_dir()?,
+            };
+            let labels = if args.local_runner_labels.is_empty() {
+                vec!["linux".to_string(), "local".to_string()]
+            } else {
+                args.local_runner_labels
+            };
             let mut projects = args.projects;
             if projects.is_empty() {
                 projects = file.projects.clone();
@@ -235,8 +286,53 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .unwrap_or_else(|| PathBuf::from("target/site")),
                 database: database()?,
                 max_connections,
+                data_dir,
+                local_runner: (!args.no_local_runner).then_some(labels),
+                webhook_secret: args.github_webhook_secret.filter(|s| !s.is_empty()),
             })
             .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Project(command) => {
+            let data_dir = match cli.global.data_dir.clone().or(file.data_dir.clone()) {
+                Some(dir) => dir,
+                None => default_data_dir()?,
+            };
+            let db = Database::open(&database()?, 2).await?;
+            let result = match command {
+                ProjectCommand::SetRepository { project, location } => {
+                    crate::repository::set(&db.pool, &project, &location, cli_actor())
+                        .await
+                        .map(|()| {
+                            println!("Project {project} builds from {location}.");
+                        })
+                }
+                ProjectCommand::CreateRepository {
+                    project,
+                    from,
+                    server_url,
+                } => {
+                    let url = server_url.unwrap_or_else(|| "http://127.0.0.1:3000".into());
+                    crate::repository::create(
+                        &db.pool,
+                        &data_dir,
+                        &project,
+                        &from,
+                        &url,
+                        cli_actor(),
+                    )
+                    .await
+                    .map(|path| {
+                        println!("{}", path.display());
+                    })
+                }
+            };
+            db.close().await;
+            result.map(|()| ExitCode::SUCCESS)
+        }
+        Command::Runner(args) => {
+            let data_dir = cli.global.data_dir.clone().or(file.data_dir.clone());
+            crate::runner::run_until_signal(args, data_dir).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {

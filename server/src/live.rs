@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 /// The notification channel the triggers in `migrations/` use.
 pub const CHANNEL: &str = "flightdeck_change";
+/// The channel new log lines are announced on (one notification per batch).
+pub const LOG_CHANNEL: &str = "flightdeck_log";
 
 /// Events buffered per subscriber. A page that falls further behind gets a `resync` instead of
 /// the missed events, which makes it reload anyway.
@@ -33,6 +35,10 @@ pub struct Change {
     pub project_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
 }
 
 impl Change {
@@ -42,6 +48,8 @@ impl Change {
             topic: "resync".into(),
             project_id: None,
             table: None,
+            run_id: None,
+            job_id: None,
         }
     }
 }
@@ -96,7 +104,7 @@ impl LiveHub {
         let mut listener = PgListener::connect_with(pool).await?;
         // Reconnection is ours (with backoff and a resync), not sqlx's silent one.
         listener.ignore_pool_close_event(true);
-        listener.listen(CHANNEL).await?;
+        listener.listen_all([CHANNEL, LOG_CHANNEL]).await?;
         self.listening.store(true, Ordering::Relaxed);
         tracing::debug!("listening for live updates");
         let _ = self.sender.send(Change::resync());

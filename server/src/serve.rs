@@ -6,9 +6,13 @@ use crate::database::Database;
 use crate::http::{self, AppState};
 use crate::live::LiveHub;
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use domain::audit::{Actor, Origin};
+use domain::auth::Scope;
 use domain::portal::Portal;
 use domain::project::{LoadDefinitionError, Loaded};
+use domain::run::artifacts::LocalDisk;
+use domain::run::work::Secrets;
 use leptos::prelude::LeptosOptions;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,9 +24,6 @@ use tokio_util::sync::CancellationToken;
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// How often expired sessions are deleted.
-const SESSION_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
-
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub addr: SocketAddr,
@@ -32,6 +33,11 @@ pub struct ServeOptions {
     pub site_root: PathBuf,
     pub database: DatabaseSetting,
     pub max_connections: u32,
+    /// Artifacts and the built-in runner's workspaces live here.
+    pub data_dir: PathBuf,
+    /// Labels of the built-in runner; None turns it off.
+    pub local_runner: Option<Vec<String>>,
+    pub webhook_secret: Option<String>,
 }
 
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
@@ -48,7 +54,13 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .public_url
         .as_deref()
         .is_some_and(|u| u.starts_with("https://"));
-    let portal = Portal::new(pool.clone(), secure_cookies);
+    let artifacts = LocalDisk::new(options.data_dir.join("artifacts")).with_context(|| {
+        format!(
+            "cannot create {}",
+            options.data_dir.join("artifacts").display()
+        )
+    })?;
+    let portal = Portal::new(pool.clone(), secure_cookies, artifacts, Secrets::from_env());
 
     let listener = TcpListener::bind(options.addr)
         .await
@@ -75,8 +87,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         live,
         access,
         shutdown: shutdown.clone(),
+        webhook_secret: options.webhook_secret.as_deref().map(Arc::from),
     };
-    tokio::spawn(purge_sessions(portal.clone(), shutdown.clone()));
+    crate::engine::start(portal.clone(), shutdown.clone());
 
     let app = http::router(state);
     println!(
@@ -92,6 +105,27 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         None => println!("Sign in at {public_url}/login"),
     }
 
+    let runner_stop = CancellationToken::new();
+    let local_runner = match &options.local_runner {
+        Some(labels) => Some(
+            start_local_runner(
+                &portal,
+                &addr,
+                labels.clone(),
+                &options.data_dir,
+                runner_stop.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+
+    // Pages stream in several writes; without TCP_NODELAY each waits out the client's delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -111,6 +145,12 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     tokio::select! {
         result = server => result.context("the HTTP server failed")?,
         _ = drained => tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; stopping anyway"),
+    }
+    // The built-in runner stops claiming and cancels what it runs; its jobs go back to the queue
+    // when their leases run out if it cannot report in time.
+    runner_stop.cancel();
+    if let Some(runner) = local_runner {
+        let _ = tokio::time::timeout(Duration::from_secs(10), runner).await;
     }
     stop_listener.cancel();
     database.close().await;
@@ -151,18 +191,59 @@ pub async fn load_project_file(pool: &sqlx::PgPool, file: &std::path::Path) -> a
     Ok(())
 }
 
-async fn purge_sessions(portal: Portal, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(SESSION_PURGE_INTERVAL);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => match portal.sessions.purge_expired().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(sessions = n, "deleted expired sessions"),
-                Err(error) => tracing::warn!(%error, "could not delete expired sessions"),
-            },
+/// The runner built into the server: the same code as `flightdeck runner`, talking to this
+/// server over HTTP with a token made for it at each start (the previous one is revoked).
+async fn start_local_runner(
+    portal: &Portal,
+    addr: &SocketAddr,
+    labels: Vec<String>,
+    data_dir: &std::path::Path,
+    stop: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let host = host_name();
+    let token_name = format!("built-in runner on {host}");
+    for old in portal.tokens.list().await? {
+        if old.name == token_name && old.revoked_at.is_none() {
+            portal
+                .tokens
+                .revoke(uuid::Uuid::parse_str(&old.id)?)
+                .await?;
         }
     }
+    let token = portal
+        .tokens
+        .create(&token_name, &[Scope::Runner], None, None)
+        .await?;
+    let url = if addr.ip().is_unspecified() {
+        format!("http://127.0.0.1:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    };
+    let config = crate::runner::RunnerConfig::new(
+        url,
+        token.secret,
+        format!("{host}-local"),
+        labels,
+        data_dir.join("runner"),
+    );
+    Ok(tokio::spawn(async move {
+        if let Err(error) = crate::runner::run(config, stop).await {
+            tracing::error!(error = %format!("{error:#}"), "the built-in runner stopped");
+        }
+    }))
+}
+
+/// This machine's name, as runners call themselves by default.
+pub fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 async fn shutdown_signal() {

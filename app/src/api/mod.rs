@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod audit;
 pub mod overview;
+pub mod runs;
 pub mod session;
 
 #[cfg(feature = "ssr")]

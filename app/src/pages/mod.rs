@@ -2,13 +2,17 @@
 
 mod admin;
 mod audit;
+mod job;
 mod login;
 mod overview;
+pub mod runs;
 
 pub use admin::AdminPage;
 pub use audit::AuditPage;
+pub use job::JobPage;
 pub use login::{LoginPage, SetupPage};
 pub use overview::OverviewPage;
+pub use runs::{RunPage, RunsPage};
 
 use leptos::prelude::*;
 use leptos_meta::Title;

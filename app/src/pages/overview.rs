@@ -71,6 +71,7 @@ fn OverviewBody(overview: Overview, pause: ServerAction<SetSchedulePaused>) -> i
                 <h1>{name}</h1>
                 {description.map(|d| view! { <p class="lede">{d}</p> })}
             </div>
+            <a class="button" href=format!("/projects/{key}/runs")>"Runs"</a>
             <p class="definition-info" title=format!("sha256 {}", definition.sha256)>
                 "flightdeck.yml v" {definition.version} " · loaded " {format_time(definition.loaded_at)}
                 " by " {definition.loaded_by} " from " <code>{definition.origin}</code>

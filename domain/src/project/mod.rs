@@ -2,7 +2,7 @@
 
 use crate::audit::{Actor, AuditRecord, Origin};
 use crate::definition::{self, Definition, Diagnostic};
-use crate::overview::{DefinitionInfo, Overview, PauseInfo, ProjectLink, ProjectOverview};
+use crate::overview::{DefinitionInfo, LastRun, Overview, PauseInfo, ProjectLink, ProjectOverview};
 use chrono::Utc;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -251,6 +251,18 @@ pub async fn overview(
         )
     })
     .collect::<HashMap<_, _>>();
+    // Each stage as the newest run left it.
+    let latest = sqlx::query!(
+        r#"select s.name, s.state, r.number, r.finished_at
+           from run r join run_stage s using (run_id)
+           where r.project_id = $1 and r.number = (select max(number) from run where project_id = $1)"#,
+        row.project_id
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|s| (s.name, (crate::run::store::parse_state(&s.state), LastRun { number: s.number, finished_at: s.finished_at })))
+    .collect::<HashMap<_, _>>();
     let project = ProjectOverview {
         key: row.project_key,
         name: row.name,
@@ -262,7 +274,7 @@ pub async fn overview(
             loaded_by: row.loaded_by,
             loaded_at: row.loaded_at,
         },
-        phases: view::phases(&parsed),
+        phases: view::phases(&parsed, &latest),
         schedules: view::schedules(&parsed, Utc::now(), &pauses),
         environments: view::environments(&parsed, &environments),
     };

@@ -2,22 +2,31 @@
 
 use crate::definition::{Definition, Stage, StageKind};
 use crate::overview::{
-    ArtifactView, EnvironmentView, PauseInfo, PhaseView, ScheduleView, StageView,
+    ArtifactView, EnvironmentView, LastRun, PauseInfo, PhaseView, ScheduleView, StageView,
 };
+use crate::state::RunState;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
 /// How many future firings each schedule shows.
 const NEXT_FIRES: usize = 5;
 
-pub fn phases(definition: &Definition) -> Vec<PhaseView> {
+/// The phases with each stage's state in the newest run, where it ran.
+pub fn phases(
+    definition: &Definition,
+    latest: &HashMap<String, (RunState, LastRun)>,
+) -> Vec<PhaseView> {
     definition
         .phases()
         .iter()
         .map(|phase| PhaseView {
             name: phase.name.to_string(),
             title: phase.title.clone(),
-            stages: phase.stages.iter().map(stage).collect(),
+            stages: phase
+                .stages
+                .iter()
+                .map(|s| stage(s, latest.get(s.name.as_str())))
+                .collect(),
             artifacts: phase
                 .stages
                 .iter()
@@ -34,7 +43,7 @@ pub fn phases(definition: &Definition) -> Vec<PhaseView> {
         .collect()
 }
 
-fn stage(stage: &Stage) -> StageView {
+fn stage(stage: &Stage, latest: Option<&(RunState, LastRun)>) -> StageView {
     let detail = match &stage.kind {
         StageKind::Manual(manual) => match (&stage.description, manual.hook) {
             (Some(d), _) => d.clone(),
@@ -81,9 +90,8 @@ fn stage(stage: &Stage) -> StageView {
         title: stage.title.clone(),
         kind: stage.kind.as_str().to_string(),
         detail,
-        // Runs arrive with the pipeline engine; until then no stage has run.
-        state: None,
-        last_run: None,
+        state: latest.map(|(state, _)| *state),
+        last_run: latest.map(|(_, run)| run.clone()),
     }
 }
 

@@ -9,6 +9,9 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod routes;
+pub mod runner_api;
+pub mod runs;
+pub mod webhook;
 
 use crate::live::LiveHub;
 use app::{App, shell};
@@ -26,7 +29,6 @@ use leptos_axum::{LeptosRoutes, generate_route_list};
 use routes::{AccessTable, Routes, UndeclaredRoutes};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -42,6 +44,8 @@ pub struct AppState {
     pub access: Arc<AccessTable>,
     /// Cancelled when the server starts shutting down: streams end, readiness turns false.
     pub shutdown: CancellationToken,
+    /// The secret GitHub signs webhook deliveries with; webhooks are off without one.
+    pub webhook_secret: Option<Arc<str>>,
 }
 
 /// Every REST route (health, events and the `/api/v1` API).
@@ -54,7 +58,10 @@ pub fn api_routes() -> Routes {
             Access::people_or_token(RoleSet::ANYONE, Scope::Read),
             events::events,
         );
-    api::routes(routes)
+    let routes = api::routes(routes);
+    let routes = runs::routes(routes);
+    let routes = runner_api::routes(routes);
+    webhook::routes(routes)
 }
 
 /// The access table for everything the router serves.
@@ -105,7 +112,7 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn(authz::server_fn_status))
         .layer(from_fn_with_state(state.clone(), csrf::refuse_cross_site))
         .layer(from_fn_with_state(state.clone(), caller::resolve_caller))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(from_fn(limit_body))
         .layer(security_header("x-content-type-options", "nosniff"))
         .layer(security_header("x-frame-options", "DENY"))
         .layer(security_header("referrer-policy", "same-origin"))
@@ -115,6 +122,38 @@ pub fn router(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .with_state(state)
+}
+
+/// Bounds request bodies: 1 MiB everywhere except artifact uploads, which stream to disk under
+/// their own limit. A declared length over the limit is refused before the body is read.
+async fn limit_body(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let is_upload = request.method() == axum::http::Method::PUT
+        && request.uri().path().starts_with("/api/v1/runner/jobs/")
+        && request.uri().path().contains("/artifacts/");
+    let limit = if is_upload {
+        runner_api::MAX_ARTIFACT_BYTES as usize
+    } else {
+        MAX_BODY_BYTES
+    };
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return error::ApiError::PayloadTooLarge(format!(
+            "request bodies are limited to {limit} bytes here"
+        ))
+        .into_response();
+    }
+    let (parts, body) = request.into_parts();
+    let body = axum::body::Body::new(http_body_util::Limited::new(body, limit));
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
 }
 
 /// A header every response carries unless the handler set it.

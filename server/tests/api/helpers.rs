@@ -8,6 +8,8 @@ use domain::audit::{Actor, Origin};
 use domain::auth::{NewUser, Scope, Users};
 use domain::portal::Portal;
 use domain::role::Role;
+use domain::run::artifacts::LocalDisk;
+use domain::run::work::Secrets;
 use reqwest::StatusCode;
 use server::http::{self, AppState};
 use server::live::LiveHub;
@@ -20,6 +22,16 @@ use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 pub const PASSWORD: &str = "correct horse battery staple";
+pub const WEBHOOK_SECRET: &str = "It's a Secret to Everybody";
+
+/// A fresh artifact store for one test server.
+fn artifacts() -> LocalDisk {
+    let dir = std::env::temp_dir().join(format!(
+        "flightdeck-test-artifacts-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    LocalDisk::new(dir).unwrap()
+}
 pub const SAMPLE: &str = include_str!("../../../examples/studybuddy/flightdeck.yml");
 
 /// The cluster every test of this binary shares.
@@ -213,10 +225,16 @@ impl TestApp {
             .build();
         let state = AppState {
             leptos_options,
-            portal: Portal::new(pool.clone(), false),
+            portal: Portal::new(
+                pool.clone(),
+                false,
+                artifacts(),
+                Secrets::default().with("TEST_SECRET", "hunter2-secret"),
+            ),
             live: live.clone(),
             access: Arc::new(http::access_table().expect("every route declares its access")),
             shutdown: shutdown.clone(),
+            webhook_secret: Some(WEBHOOK_SECRET.into()),
         };
         let router = http::router(state);
         let stop = shutdown.clone();

@@ -6,3 +6,4 @@ mod helpers;
 mod live;
 mod overview;
 mod people;
+mod runs;

@@ -1,0 +1,43 @@
+//! Feature flags, evaluated exactly as Unleash evaluates them.
+//!
+//! The input is an Unleash `/api/client/features` payload (`model`), compiled once into a
+//! `FeatureSet`: regexes, CIDR ranges, versions, times, numbers and user-id lists are parsed
+//! up front, so that evaluating a flag for a `Context` only reads the context. The rules follow
+//! Unleash's client specification (the `@unleash/client-specification` suite runs against this
+//! module in `tests/flags_client_spec.rs`):
+//!
+//! ```json
+//! {"version": 2,
+//!  "features": [{"name": "new-checkout", "enabled": true,
+//!    "strategies": [{"name": "flexibleRollout",
+//!                    "parameters": {"rollout": "25", "stickiness": "default", "groupId": "new-checkout"},
+//!                    "constraints": [{"contextName": "environment", "operator": "IN", "values": ["production"]}],
+//!                    "segments": [1]}],
+//!    "variants": [{"name": "blue", "weight": 500, "payload": {"type": "string", "value": "b"}},
+//!                 {"name": "green", "weight": 500}],
+//!    "dependencies": [{"feature": "payments-v2"}]}],
+//!  "segments": [{"id": 1, "constraints": [{"contextName": "plan", "operator": "IN", "values": ["pro"]}]}]}
+//! ```
+//!
+//! - A flag is on when it is enabled, its parents are in the required state, and it has no
+//!   strategies or any strategy matches (all constraints, its segments' too, and its rule).
+//! - Users are bucketed with murmur3 (`hash`), so a user gets the same rollout bucket and variant
+//!   here as from any Unleash SDK or Unleash Edge.
+//! - What Flightdeck cannot evaluate (custom strategies, unknown operators, bad operands) never
+//!   matches and is listed in `FeatureSet::warnings`.
+//! - Each `Evaluation` carries an OFREP `Reason`.
+
+mod constraint;
+mod context;
+mod evaluate;
+mod hash;
+pub mod model;
+mod set;
+mod strategy;
+mod variant;
+
+pub use context::Context;
+pub use evaluate::{Evaluation, Reason};
+pub use model::{ClientFeatures, ClientFeaturesDelta, Payload, PayloadKind};
+pub use set::{DefinitionProblem, FeatureSet, FlagInfo, FlagWarning};
+pub use variant::VariantResult;

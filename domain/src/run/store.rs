@@ -1,0 +1,599 @@
+//! Runs in the database: creating them from a definition, moving them on, canceling and
+//! re-running. Every change happens in a transaction holding the run's row lock, so replicas
+//! that react to the same event at once apply it once.
+
+use super::plan::{JobNode, StageNode, plan_run, progress};
+use super::transition::{Event, InvalidTransition, Member, aggregate, transition};
+use crate::audit::{Actor, AuditRecord, Origin};
+use crate::definition::{self, Diagnostic};
+use crate::state::RunState;
+use serde_json::json;
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+/// How a run started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// A push to the project's repository (its git hook).
+    Push,
+    /// GitHub's push webhook.
+    Webhook,
+    /// Someone pressed "Run pipeline".
+    Manual,
+    /// The REST API, with a token.
+    Api,
+    /// A schedule fired.
+    Schedule,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Push => "push",
+            Trigger::Webhook => "webhook",
+            Trigger::Manual => "manual",
+            Trigger::Api => "api",
+            Trigger::Schedule => "schedule",
+        }
+    }
+}
+
+/// The commit a run builds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    pub sha: String,
+    pub branch: String,
+    pub author: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("there is no project `{0}`")]
+    UnknownProject(String),
+    #[error("project `{0}` has no pipeline definition loaded")]
+    NoDefinition(String),
+    #[error("the commit's flightdeck.yml has {} problem(s)", .0.len())]
+    InvalidDefinition(Vec<Diagnostic>),
+    #[error("project `{0}` has no repository; set one with `flightdeck project set-repository`")]
+    NoRepository(String),
+    #[error(transparent)]
+    Git(#[from] super::git::GitError),
+    #[error("`{0}` is not a full 40-character commit id")]
+    BadCommit(String),
+    #[error("the pipeline has no jobs to run before its first deploy stage")]
+    NothingToRun,
+    #[error("there is no run #{number} in `{project}`")]
+    UnknownRun { project: String, number: i64 },
+    #[error("run #{number} has no job `{job}`")]
+    UnknownJob { number: i64, job: String },
+    #[error(transparent)]
+    Transition(#[from] InvalidTransition),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// A run that exists now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub run_id: Uuid,
+    pub number: i64,
+    /// False when the idempotency key matched an earlier run, which is returned instead.
+    pub created: bool,
+}
+
+#[derive(Clone)]
+pub struct Runs {
+    pool: PgPool,
+}
+
+impl Runs {
+    pub fn new(pool: PgPool) -> Self {
+        Runs { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Creates a run of `commit`, with the definition at that commit when given (else the
+    /// project's current one), and queues what can start.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create(
+        &self,
+        project_key: &str,
+        commit: &Commit,
+        trigger: Trigger,
+        actor: Actor,
+        origin: &Origin,
+        idempotency_key: Option<&str>,
+        definition_at_commit: Option<&str>,
+    ) -> Result<Created, RunError> {
+        if commit.sha.len() != 40
+            || !commit
+                .sha
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            return Err(RunError::BadCommit(commit.sha.clone()));
+        }
+        let mut tx = self.pool.begin().await?;
+        let project = sqlx::query!(
+            "select project_id from project where project_key = $1 for update",
+            project_key
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| RunError::UnknownProject(project_key.to_string()))?;
+        if let Some(key) = idempotency_key {
+            let existing = sqlx::query!(
+                "select run_id, number from run where project_id = $1 and idempotency_key = $2",
+                project.project_id,
+                key
+            )
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(run) = existing {
+                return Ok(Created {
+                    run_id: run.run_id,
+                    number: run.number,
+                    created: false,
+                });
+            }
+        }
+        let (definition_version_id, source) = match definition_at_commit {
+            Some(source) => {
+                definition::parse(source).map_err(RunError::InvalidDefinition)?;
+                (
+                    store_definition(&mut tx, project.project_id, source, &commit.sha).await?,
+                    source.to_string(),
+                )
+            }
+            None => {
+                let row = sqlx::query!(
+                    "select definition_version_id, source from definition_version where project_id = $1
+                     order by definition_version_id desc limit 1",
+                    project.project_id
+                )
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| RunError::NoDefinition(project_key.to_string()))?;
+                (row.definition_version_id, row.source)
+            }
+        };
+        let parsed = definition::parse(&source).map_err(RunError::InvalidDefinition)?;
+        let plan = plan_run(&parsed);
+        if plan.iter().all(|s| s.jobs.is_empty()) {
+            return Err(RunError::NothingToRun);
+        }
+        let number = sqlx::query_scalar!(
+            r#"select coalesce(max(number), 0) + 1 as "n!" from run where project_id = $1"#,
+            project.project_id
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let run_id = sqlx::query_scalar!(
+            r#"insert into run (project_id, number, state, definition_version_id, trigger, triggered_by,
+                                commit_sha, branch, commit_author, commit_message, idempotency_key)
+               values ($1, $2, 'waiting', $3, $4, $5, $6, $7, $8, $9, $10) returning run_id"#,
+            project.project_id,
+            number,
+            definition_version_id,
+            trigger.as_str(),
+            actor.name,
+            commit.sha,
+            commit.branch,
+            commit.author,
+            commit.message,
+            idempotency_key,
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        for (stage_position, stage) in plan.iter().enumerate() {
+            let stage_id = sqlx::query_scalar!(
+                r#"insert into run_stage (run_id, name, title, position, needs, state)
+                   values ($1, $2, $3, $4, $5, 'waiting') returning run_stage_id"#,
+                run_id,
+                stage.name,
+                stage.title,
+                stage_position as i32,
+                &stage.needs,
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            for (position, job) in stage.jobs.iter().enumerate() {
+                sqlx::query!(
+                    r#"insert into job (run_id, run_stage_id, name, position, needs, runs_on, state, spec,
+                                        max_attempts, allow_failure, optional)
+                       values ($1, $2, $3, $4, $5, $6, 'waiting', $7, $8, $9, $10)"#,
+                    run_id,
+                    stage_id,
+                    job.name,
+                    (stage_position * 1000 + position) as i32,
+                    &job.needs,
+                    &job.runs_on,
+                    serde_json::to_value(&job.spec).expect("a job spec serializes"),
+                    job.max_attempts,
+                    job.allow_failure,
+                    job.optional,
+                )
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        AuditRecord::new(actor, "run.created", origin)
+            .target(format!("{project_key}#{number}"))
+            .details(json!({ "trigger": trigger.as_str(), "commit": commit.sha, "branch": commit.branch }))
+            .write(&mut *tx)
+            .await?;
+        advance(&mut tx, run_id).await?;
+        tx.commit().await?;
+        Ok(Created {
+            run_id,
+            number,
+            created: true,
+        })
+    }
+
+    /// Moves a run on after something changed outside a transaction of ours (a runner
+    /// registering with new labels, for instance).
+    pub async fn advance(&self, run_id: Uuid) -> Result<(), RunError> {
+        let mut tx = self.pool.begin().await?;
+        advance(&mut tx, run_id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Cancels a run: jobs not started are canceled at once, running ones are told to stop
+    /// (their runner kills the processes and reports back). Returns false when nothing was left
+    /// to cancel.
+    pub async fn cancel(
+        &self,
+        run_id: Uuid,
+        actor: Actor,
+        origin: &Origin,
+    ) -> Result<bool, RunError> {
+        let mut tx = self.pool.begin().await?;
+        lock_run(&mut tx, run_id).await?;
+        let jobs = sqlx::query!(
+            "select job_id, state from job where run_id = $1 for update",
+            run_id
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut changed = 0;
+        for job in jobs {
+            let state = parse_state(&job.state);
+            match state {
+                RunState::Waiting | RunState::Queued => {
+                    set_state(
+                        &mut tx,
+                        job.job_id,
+                        transition(state, Event::Cancel)?,
+                        Some("canceled"),
+                    )
+                    .await?;
+                    changed += 1;
+                }
+                RunState::Running => {
+                    sqlx::query!(
+                        "update job set cancel_requested = true, reason = 'canceling: waiting for the runner to stop it' where job_id = $1",
+                        job.job_id
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                    changed += 1;
+                }
+                _ => {}
+            }
+        }
+        if changed > 0 {
+            let target = run_label(&mut tx, run_id).await?;
+            AuditRecord::new(actor, "run.canceled", origin)
+                .target(target)
+                .write(&mut *tx)
+                .await?;
+            advance(&mut tx, run_id).await?;
+        }
+        tx.commit().await?;
+        Ok(changed > 0)
+    }
+
+    /// Runs a failed, canceled or skipped job again (with its full number of attempts), and the
+    /// jobs that were skipped or canceled with it. With `job` = None, every job of the run that
+    /// did not succeed. Returns how many jobs will run again.
+    pub async fn rerun(
+        &self,
+        run_id: Uuid,
+        job: Option<&str>,
+        actor: Actor,
+        origin: &Origin,
+    ) -> Result<usize, RunError> {
+        let mut tx = self.pool.begin().await?;
+        lock_run(&mut tx, run_id).await?;
+        let jobs = sqlx::query!(
+            "select job_id, name, state from job where run_id = $1 for update",
+            run_id
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        if let Some(name) = job {
+            let Some(chosen) = jobs.iter().find(|j| j.name == name) else {
+                let number =
+                    sqlx::query_scalar!("select number from run where run_id = $1", run_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                return Err(RunError::UnknownJob {
+                    number,
+                    job: name.to_string(),
+                });
+            };
+            transition(parse_state(&chosen.state), Event::Rerun)?;
+        }
+        let mut again = 0;
+        for row in &jobs {
+            let state = parse_state(&row.state);
+            let chosen = job == Some(row.name.as_str());
+            let follows = matches!(state, RunState::Skipped | RunState::Canceled);
+            let whole_run = job.is_none() && state != RunState::Succeeded;
+            if chosen || follows || whole_run {
+                let next = transition(state, Event::Rerun)?;
+                sqlx::query!(
+                    "update job set state = $2, reason = null, attempt = 0, exit_code = null, runner_id = null,
+                            lease_expires_at = null, cancel_requested = false, queued_at = null,
+                            started_at = null, finished_at = null
+                     where job_id = $1",
+                    row.job_id,
+                    next.as_str()
+                )
+                .execute(&mut *tx)
+                .await?;
+                again += 1;
+            }
+        }
+        let target = run_label(&mut tx, run_id).await?;
+        AuditRecord::new(actor, "run.rerun", origin)
+            .target(target)
+            .details(json!({ "job": job, "jobs_again": again }))
+            .write(&mut *tx)
+            .await?;
+        sqlx::query!(
+            "update run set finished_at = null where run_id = $1",
+            run_id
+        )
+        .execute(&mut *tx)
+        .await?;
+        advance(&mut tx, run_id).await?;
+        tx.commit().await?;
+        Ok(again)
+    }
+
+    /// Starts a run of a branch's head (or `commit`) in the project's repository, with the
+    /// flightdeck.yml at that commit. Shared by the API, the page's button and git hooks.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start(
+        &self,
+        project_key: &str,
+        branch: &str,
+        commit: Option<&str>,
+        trigger: Trigger,
+        actor: Actor,
+        origin: &Origin,
+        idempotency_key: Option<&str>,
+    ) -> Result<Created, RunError> {
+        let repository = sqlx::query_scalar!(
+            "select repository from project where project_key = $1",
+            project_key
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| RunError::UnknownProject(project_key.to_string()))?
+        .ok_or_else(|| RunError::NoRepository(project_key.to_string()))?;
+        let commit = super::git::commit(&repository, commit.unwrap_or(branch), branch).await?;
+        let definition = super::git::file_at(&repository, &commit.sha, "flightdeck.yml").await?;
+        self.create(
+            project_key,
+            &commit,
+            trigger,
+            actor,
+            origin,
+            idempotency_key,
+            definition.as_deref(),
+        )
+        .await
+    }
+
+    /// The run id for a project's run number.
+    pub async fn find(&self, project_key: &str, number: i64) -> Result<Uuid, RunError> {
+        sqlx::query_scalar!(
+            "select r.run_id from run r join project p using (project_id) where p.project_key = $1 and r.number = $2",
+            project_key,
+            number
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| RunError::UnknownRun { project: project_key.to_string(), number })
+    }
+}
+
+/// Stores the definition found at a commit as a version of the project's definition (once per
+/// text), without making it the project's current one.
+async fn store_definition(
+    tx: &mut Transaction<'_, Postgres>,
+    project_id: Uuid,
+    source: &str,
+    commit: &str,
+) -> Result<i64, sqlx::Error> {
+    use sha2::{Digest, Sha256};
+    let sha = hex::encode(Sha256::digest(source.as_bytes()));
+    if let Some(id) = sqlx::query_scalar!(
+        "select definition_version_id from definition_version where project_id = $1 and sha256 = $2",
+        project_id,
+        sha
+    )
+    .fetch_optional(&mut **tx)
+    .await?
+    {
+        return Ok(id);
+    }
+    sqlx::query_scalar!(
+        r#"insert into definition_version (project_id, source, sha256, origin, loaded_by)
+           values ($1, $2, $3, $4, 'flightdeck') returning definition_version_id"#,
+        project_id,
+        source,
+        sha,
+        format!("commit {commit}"),
+    )
+    .fetch_one(&mut **tx)
+    .await
+}
+
+pub(crate) fn parse_state(text: &str) -> RunState {
+    serde_json::from_value(serde_json::Value::String(text.to_string())).unwrap_or(RunState::Failed)
+}
+
+pub(super) async fn lock_run(
+    tx: &mut Transaction<'_, Postgres>,
+    run_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "select run_id from run where run_id = $1 for update",
+        run_id
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn run_label(
+    tx: &mut Transaction<'_, Postgres>,
+    run_id: Uuid,
+) -> Result<String, sqlx::Error> {
+    let row = sqlx::query!(
+        "select p.project_key, r.number from run r join project p using (project_id) where r.run_id = $1",
+        run_id
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(format!("{}#{}", row.project_key, row.number))
+}
+
+/// Writes a job's new state with the server's clock.
+pub(super) async fn set_state(
+    tx: &mut Transaction<'_, Postgres>,
+    job_id: Uuid,
+    state: RunState,
+    reason: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "update job set state = $2, reason = $3,
+                queued_at = case when $2 = 'queued' then now() else queued_at end,
+                finished_at = case when $2 in ('succeeded', 'failed', 'canceled', 'skipped') then now() else finished_at end,
+                lease_expires_at = case when $2 = 'running' then lease_expires_at else null end
+         where job_id = $1",
+        job_id,
+        state.as_str(),
+        reason
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Queues what may start, skips what cannot, and brings stage and run states up to date. The
+/// caller holds the transaction; this takes the run's row lock.
+pub(super) async fn advance(
+    tx: &mut Transaction<'_, Postgres>,
+    run_id: Uuid,
+) -> Result<(), RunError> {
+    lock_run(tx, run_id).await?;
+    let stages = sqlx::query!(
+        "select run_stage_id, name, needs, state from run_stage where run_id = $1 order by position",
+        run_id
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let jobs = sqlx::query!(
+        r#"select j.job_id, s.name as stage, j.name, j.needs, j.runs_on, j.state, j.allow_failure, j.optional, j.reason
+           from job j join run_stage s using (run_stage_id) where j.run_id = $1 order by j.position"#,
+        run_id
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let runner_labels: Vec<Vec<String>> = sqlx::query_scalar!(
+        "select labels from runner where last_seen_at > now() - interval '60 seconds'"
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let stage_nodes: Vec<StageNode> = stages
+        .iter()
+        .map(|s| StageNode {
+            name: s.name.clone(),
+            needs: s.needs.clone(),
+        })
+        .collect();
+    let mut nodes: Vec<JobNode> = jobs
+        .iter()
+        .map(|j| JobNode {
+            stage: j.stage.clone(),
+            name: j.name.clone(),
+            needs: j.needs.clone(),
+            runs_on: j.runs_on.clone(),
+            state: parse_state(&j.state),
+            allow_failure: j.allow_failure,
+            optional: j.optional,
+            reason: j.reason.clone(),
+        })
+        .collect();
+    for step in progress(&stage_nodes, &nodes, &runner_labels) {
+        let job = &jobs[step.job];
+        let state = match step.event {
+            Some(event) => transition(nodes[step.job].state, event)?,
+            None => nodes[step.job].state,
+        };
+        set_state(tx, job.job_id, state, step.reason.as_deref()).await?;
+        nodes[step.job].state = state;
+    }
+    for stage in &stages {
+        let members: Vec<Member> = nodes
+            .iter()
+            .filter(|n| n.stage == stage.name)
+            .map(|n| Member {
+                state: n.state,
+                allow_failure: n.allow_failure,
+            })
+            .collect();
+        let state = aggregate(&members);
+        if state.as_str() != stage.state {
+            sqlx::query!(
+                "update run_stage set state = $2,
+                        started_at = coalesce(started_at, case when $2 in ('running', 'succeeded', 'failed') then now() end),
+                        finished_at = case when $2 in ('succeeded', 'failed', 'canceled', 'skipped') then now() else null end
+                 where run_stage_id = $1",
+                stage.run_stage_id,
+                state.as_str()
+            )
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    let members: Vec<Member> = nodes
+        .iter()
+        .map(|n| Member {
+            state: n.state,
+            allow_failure: n.allow_failure,
+        })
+        .collect();
+    let state = aggregate(&members);
+    sqlx::query!(
+        "update run set state = $2,
+                started_at = coalesce(started_at, case when $2 in ('running', 'succeeded', 'failed') then now() end),
+                finished_at = case when $2 in ('succeeded', 'failed', 'canceled', 'skipped') then coalesce(finished_at, now()) else null end
+         where run_id = $1 and state is distinct from $2",
+        run_id,
+        state.as_str()
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
