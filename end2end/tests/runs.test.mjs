@@ -86,7 +86,7 @@ test('a failed job is re-run from its page and then succeeds', async () => {
   await signIn(page, portal, 'dev', '/projects/pocket/runs/1/jobs/flaky');
   await hydrated(page);
   await page.locator('h1 .state-failed').waitFor({ timeout: 30_000 });
-  await page.locator('.log-line', { hasText: 'failing on purpose' }).waitFor();
+  await page.locator('.log-stderr', { hasText: 'failing on purpose the first time' }).waitFor();
   await page.getByRole('button', { name: 'Re-run job' }).click();
   await page.locator('h1 .state-succeeded').waitFor({ timeout: 30_000 });
   await page.goto(`${portal.url}/projects/pocket/runs/1`);

@@ -106,6 +106,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     }
 
     let runner_stop = CancellationToken::new();
+    let runner_abort = CancellationToken::new();
     let local_runner = match &options.local_runner {
         Some(labels) => Some(
             start_local_runner(
@@ -114,6 +115,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
                 labels.clone(),
                 &options.data_dir,
                 runner_stop.clone(),
+                runner_abort.clone(),
             )
             .await?,
         ),
@@ -132,9 +134,12 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     )
     .with_graceful_shutdown({
         let shutdown = shutdown.clone();
+        let runner_stop = runner_stop.clone();
         async move {
             shutdown_signal().await;
             tracing::info!("shutting down: draining requests");
+            // The built-in runner takes no new jobs from here on.
+            runner_stop.cancel();
             shutdown.cancel();
         }
     });
@@ -146,9 +151,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         result = server => result.context("the HTTP server failed")?,
         _ = drained => tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; stopping anyway"),
     }
-    // The built-in runner stops claiming and cancels what it runs; its jobs go back to the queue
-    // when their leases run out if it cannot report in time.
-    runner_stop.cancel();
+    // Jobs the built-in runner still runs are stopped unfinished; their leases run out and they
+    // go back to the queue for the next server or runner.
+    runner_abort.cancel();
     if let Some(runner) = local_runner {
         let _ = tokio::time::timeout(Duration::from_secs(10), runner).await;
     }
@@ -199,6 +204,7 @@ async fn start_local_runner(
     labels: Vec<String>,
     data_dir: &std::path::Path,
     stop: CancellationToken,
+    abort: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let host = host_name();
     let token_name = format!("built-in runner on {host}");
@@ -219,13 +225,14 @@ async fn start_local_runner(
     } else {
         format!("http://{addr}")
     };
-    let config = crate::runner::RunnerConfig::new(
+    let mut config = crate::runner::RunnerConfig::new(
         url,
         token.secret,
         format!("{host}-local"),
         labels,
         data_dir.join("runner"),
     );
+    config.abort = abort;
     Ok(tokio::spawn(async move {
         if let Err(error) = crate::runner::run(config, stop).await {
             tracing::error!(error = %format!("{error:#}"), "the built-in runner stopped");

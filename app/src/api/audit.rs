@@ -8,7 +8,7 @@ use leptos::prelude::*;
 pub const PAGE_SIZE: i64 = 50;
 
 #[server(prefix = "/fn", endpoint = "search_audit")]
-pub async fn search_audit(filter: AuditFilter) -> Result<AuditPage, AppError> {
+pub async fn search_audit(#[server(default)] filter: AuditFilter) -> Result<AuditPage, AppError> {
     crate::access::authorize::<SearchAudit>()?;
     if filter
         .since

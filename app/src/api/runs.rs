@@ -23,7 +23,10 @@ impl From<domain::run::store::RunError> for AppError {
 }
 
 #[server(prefix = "/fn", endpoint = "list_runs")]
-pub async fn list_runs(project: String, filter: RunFilter) -> Result<RunPage, AppError> {
+pub async fn list_runs(
+    project: String,
+    #[server(default)] filter: RunFilter,
+) -> Result<RunPage, AppError> {
     crate::access::authorize::<ListRuns>()?;
     Ok(domain::run::query::list(&super::portal()?.pool, &project, &filter, RUNS_PER_PAGE).await?)
 }

@@ -26,7 +26,7 @@ pub fn LoginPage() -> impl IntoView {
                     <p class="notice">"Your session ended. Sign in again to continue."</p>
                 </Show>
                 <ActionForm action=login>
-                    <input type="hidden" name="next" prop:value=next />
+                    <input type="hidden" name="next" value=next />
                     <label for="username">"Username"</label>
                     <input id="username" name="username" autocomplete="username" required autofocus />
                     <label for="password">"Password"</label>
@@ -55,7 +55,7 @@ pub fn SetupPage() -> impl IntoView {
                 <h1>"Create the first admin"</h1>
                 <p class="hint">"This link works once. The admin can then add everyone else."</p>
                 <ActionForm action=setup>
-                    <input type="hidden" name="link" prop:value=link />
+                    <input type="hidden" name="link" value=link />
                     <label for="username">"Username"</label>
                     <input id="username" name="username" autocomplete="username" required />
                     <label for="display_name">"Your name"</label>

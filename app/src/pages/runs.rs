@@ -41,7 +41,7 @@ pub fn RunsPage() -> impl IntoView {
         <div class="page-head">
             <h1>"Runs"</h1>
             <ActionForm action=start attr:class="inline">
-                <input type="hidden" name="project" prop:value=project />
+                <input type="hidden" name="project" value=project />
                 <label class="sr-only" for="branch">"Branch"</label>
                 <input id="branch" name="branch" placeholder="main" size="10" aria-label="Branch to run" />
                 <button type="submit" class="button primary" disabled=move || start.pending().get()>
