@@ -306,3 +306,82 @@ async fn two_server_processes_on_one_database_share_live_updates() {
     assert!(a.terminate().success());
     assert!(b.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_remote_runner_killed_mid_job_loses_its_lease_and_the_job_runs_again_elsewhere() {
+    let database = url_of(&fresh_database().await);
+    let with_db = |args: &[&str]| {
+        let mut command = flightdeck(args);
+        command.env("DATABASE_URL", &database);
+        command
+    };
+    let dir = data_dir();
+    let pipeline = "project: { name: Gpu, key: gpu }\nphases:\n  ci:\n    title: CI\n    stages:\n      train:\n        title: Train\n        jobs:\n          model:\n            runs_on: [gpu]\n            retries: 1\n            steps: ['if [ \"$FLIGHTDECK_ATTEMPT\" = 1 ]; then echo first; sleep 120; else echo second; fi']\n";
+    let (repo, _) = crate::runs::repository(pipeline, &[]);
+    let definition = repo.join("flightdeck.yml");
+    let server = Server::start(with_db(&[
+        "serve", "--addr", "127.0.0.1:0", "--no-local-runner", "--data-dir", dir.path().to_str().unwrap(),
+        "--project", definition.to_str().unwrap(),
+    ]));
+    let (ok, _, stderr) = run(&mut with_db(&["project", "set-repository", "gpu", repo.to_str().unwrap()]));
+    assert!(ok, "{stderr}");
+    let (_, stdout, _) = run(&mut with_db(&["token", "create", "gpu-runner", "--scope", "runner"]));
+    let runner_token = stdout.lines().last().unwrap().trim().to_string();
+    let (_, stdout, _) = run(&mut with_db(&["token", "create", "ci", "--scope", "runs:write,read"]));
+    let ci_token = stdout.lines().last().unwrap().trim().to_string();
+    let start_runner = |name: &str| {
+        flightdeck(&["runner", "--url", &server.url, "--labels", "linux,gpu", "--name", name, "--data-dir", dir.path().to_str().unwrap()])
+            .env("FLIGHTDECK_RUNNER_TOKEN", &runner_token)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = start_runner("doomed");
+    let client = reqwest::Client::new();
+    let started = client
+        .post(format!("{}/api/v1/projects/gpu/runs", server.url))
+        .bearer_auth(&ci_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 201);
+    let job = |client: reqwest::Client| {
+        let url = format!("{}/api/v1/projects/gpu/runs/1/jobs/model", server.url);
+        let token = ci_token.clone();
+        async move { client.get(url).bearer_auth(token).send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while job(client.clone()).await["job"]["state"] != "running" {
+        assert!(std::time::Instant::now() < deadline, "the gpu job never started");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // kill -9: no goodbye, no finish call; only the lease can tell.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let detail = job(client.clone()).await;
+        if detail["job"]["state"] == "queued" {
+            let reason = detail["job"]["reason"].as_str().unwrap_or_default().to_string();
+            assert!(reason.contains("doomed stopped answering"), "{reason}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the job was never taken back: {detail}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let mut second = start_runner("survivor");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let detail = job(client.clone()).await;
+        if detail["job"]["state"] == "succeeded" {
+            assert_eq!(detail["job"]["attempt"], 2);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the retry never finished: {detail}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let _ = Command::new("pkill").args(["-f", "echo first; sleep 120"]).status();
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert!(server.terminate().success());
+}
