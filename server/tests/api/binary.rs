@@ -320,21 +320,54 @@ async fn a_remote_runner_killed_mid_job_loses_its_lease_and_the_job_runs_again_e
     let (repo, _) = crate::runs::repository(pipeline, &[]);
     let definition = repo.join("flightdeck.yml");
     let server = Server::start(with_db(&[
-        "serve", "--addr", "127.0.0.1:0", "--no-local-runner", "--data-dir", dir.path().to_str().unwrap(),
-        "--project", definition.to_str().unwrap(),
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--no-local-runner",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--project",
+        definition.to_str().unwrap(),
     ]));
-    let (ok, _, stderr) = run(&mut with_db(&["project", "set-repository", "gpu", repo.to_str().unwrap()]));
+    let (ok, _, stderr) = run(&mut with_db(&[
+        "project",
+        "set-repository",
+        "gpu",
+        repo.to_str().unwrap(),
+    ]));
     assert!(ok, "{stderr}");
-    let (_, stdout, _) = run(&mut with_db(&["token", "create", "gpu-runner", "--scope", "runner"]));
+    let (_, stdout, _) = run(&mut with_db(&[
+        "token",
+        "create",
+        "gpu-runner",
+        "--scope",
+        "runner",
+    ]));
     let runner_token = stdout.lines().last().unwrap().trim().to_string();
-    let (_, stdout, _) = run(&mut with_db(&["token", "create", "ci", "--scope", "runs:write,read"]));
+    let (_, stdout, _) = run(&mut with_db(&[
+        "token",
+        "create",
+        "ci",
+        "--scope",
+        "runs:write,read",
+    ]));
     let ci_token = stdout.lines().last().unwrap().trim().to_string();
     let start_runner = |name: &str| {
-        flightdeck(&["runner", "--url", &server.url, "--labels", "linux,gpu", "--name", name, "--data-dir", dir.path().to_str().unwrap()])
-            .env("FLIGHTDECK_RUNNER_TOKEN", &runner_token)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap()
+        flightdeck(&[
+            "runner",
+            "--url",
+            &server.url,
+            "--labels",
+            "linux,gpu",
+            "--name",
+            name,
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ])
+        .env("FLIGHTDECK_RUNNER_TOKEN", &runner_token)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
     };
     let mut first = start_runner("doomed");
     let client = reqwest::Client::new();
@@ -348,11 +381,24 @@ async fn a_remote_runner_killed_mid_job_loses_its_lease_and_the_job_runs_again_e
     let job = |client: reqwest::Client| {
         let url = format!("{}/api/v1/projects/gpu/runs/1/jobs/model", server.url);
         let token = ci_token.clone();
-        async move { client.get(url).bearer_auth(token).send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+        async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while job(client.clone()).await["job"]["state"] != "running" {
-        assert!(std::time::Instant::now() < deadline, "the gpu job never started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gpu job never started"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // kill -9: no goodbye, no finish call; only the lease can tell.
@@ -362,11 +408,17 @@ async fn a_remote_runner_killed_mid_job_loses_its_lease_and_the_job_runs_again_e
     loop {
         let detail = job(client.clone()).await;
         if detail["job"]["state"] == "queued" {
-            let reason = detail["job"]["reason"].as_str().unwrap_or_default().to_string();
+            let reason = detail["job"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             assert!(reason.contains("doomed stopped answering"), "{reason}");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the job was never taken back: {detail}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job was never taken back: {detail}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let mut second = start_runner("survivor");
@@ -377,10 +429,15 @@ async fn a_remote_runner_killed_mid_job_loses_its_lease_and_the_job_runs_again_e
             assert_eq!(detail["job"]["attempt"], 2);
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the retry never finished: {detail}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the retry never finished: {detail}"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let _ = Command::new("pkill").args(["-f", "echo first; sleep 120"]).status();
+    let _ = Command::new("pkill")
+        .args(["-f", "echo first; sleep 120"])
+        .status();
     second.kill().unwrap();
     second.wait().unwrap();
     assert!(server.terminate().success());

@@ -640,7 +640,11 @@ async fn github_push_webhooks_start_runs_once_and_bad_signatures_are_refused() {
 /// repository, as `flightdeck project create-repository` does for the demo.
 fn sample_repository() -> PathBuf {
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/studybuddy");
-    let dir = tempfile::Builder::new().prefix("studybuddy-").tempdir().unwrap().keep();
+    let dir = tempfile::Builder::new()
+        .prefix("studybuddy-")
+        .tempdir()
+        .unwrap()
+        .keep();
     let copy = Command::new("bash")
         .arg("-c")
         .arg(format!(
@@ -651,10 +655,29 @@ fn sample_repository() -> PathBuf {
         .status()
         .unwrap();
     assert!(copy.success());
-    let git = |args: &[&str]| assert!(Command::new("git").arg("-C").arg(&dir).args(args).status().unwrap().success());
+    let git = |args: &[&str]| {
+        assert!(
+            Command::new("git")
+                .arg("-C")
+                .arg(&dir)
+                .args(args)
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
     git(&["init", "-q", "--initial-branch=main"]);
     git(&["add", "-A"]);
-    git(&["-c", "user.name=Sam Sample", "-c", "user.email=sam@example.com", "commit", "-q", "-m", "StudyBuddy"]);
+    git(&[
+        "-c",
+        "user.name=Sam Sample",
+        "-c",
+        "user.email=sam@example.com",
+        "commit",
+        "-q",
+        "-m",
+        "StudyBuddy",
+    ]);
     dir
 }
 
@@ -669,9 +692,18 @@ async fn the_studybuddy_pipeline_really_builds_on_the_local_runner() {
         .unwrap();
     let _runner = app.runner("sample-runner", &["linux", "local"]).await;
     let developer = app.person(Role::Developer).await;
-    let (status, body) = app.api(&developer, reqwest::Method::POST, "/api/v1/projects/studybuddy/runs", None).await;
+    let (status, body) = app
+        .api(
+            &developer,
+            reqwest::Method::POST,
+            "/api/v1/projects/studybuddy/runs",
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let detail = app.finished_run("studybuddy", 1, Duration::from_secs(600)).await;
+    let detail = app
+        .finished_run("studybuddy", 1, Duration::from_secs(600))
+        .await;
     let states: Vec<(String, RunState, Option<String>)> = detail
         .stages
         .iter()
@@ -681,14 +713,26 @@ async fn the_studybuddy_pipeline_really_builds_on_the_local_runner() {
     assert_eq!(detail.summary.state, RunState::Succeeded, "{states:#?}");
     for (name, state, reason) in &states {
         match name.as_str() {
-            "apk" => assert_eq!(reason.as_deref(), Some("skipped: no runner with label android")),
-            "ipa" => assert_eq!(reason.as_deref(), Some("skipped: no runner with label macos")),
+            "apk" => assert_eq!(
+                reason.as_deref(),
+                Some("skipped: no runner with label android")
+            ),
+            "ipa" => assert_eq!(
+                reason.as_deref(),
+                Some("skipped: no runner with label macos")
+            ),
             _ => assert_eq!(*state, RunState::Succeeded, "{name}: {reason:?}"),
         }
     }
     let kinds: Vec<&str> = detail.artifacts.iter().map(|a| a.kind.as_str()).collect();
     for kind in ["web", "asset-bundle", "db-schema", "api-spec", "report"] {
-        assert!(kinds.contains(&kind), "the run made a {kind} artifact: {kinds:?}");
+        assert!(
+            kinds.contains(&kind),
+            "the run made a {kind} artifact: {kinds:?}"
+        );
     }
-    assert!(!kinds.contains(&"apk") && !kinds.contains(&"ipa"), "nothing pretends to have built an app it could not");
+    assert!(
+        !kinds.contains(&"apk") && !kinds.contains(&"ipa"),
+        "nothing pretends to have built an app it could not"
+    );
 }
