@@ -245,7 +245,10 @@ fn jobs_carry_their_runner_labels_limits_and_secrets() {
         integration.env.get("NODE_ENV").map(String::as_str),
         Some("test")
     );
-    assert_eq!(integration.steps[1].label(), "Reset the test database");
+    assert_eq!(
+        integration.steps[1].label(),
+        "Migrate a fresh database and run the integration tests"
+    );
     assert_eq!(integration.steps[0].label(), "npm ci");
 }
 

@@ -107,6 +107,10 @@ pub struct LogLine {
 pub struct LogBatch {
     pub runner_id: Uuid,
     pub attempt: i32,
+    /// The number of the batch's first line in this attempt's log (from 1). With it, a batch
+    /// sent again after a lost answer is stored once; without it, lines go after the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_line: Option<i32>,
     pub lines: Vec<LogLine>,
 }
 

@@ -233,12 +233,14 @@ impl Work {
         .ok_or(WorkError::LeaseLost)
     }
 
-    /// Stores a batch of log lines after the ones already stored, and tells the pages.
+    /// Stores a batch of log lines, numbered from `first_line` (a batch sent twice lands once)
+    /// or after the ones already stored, and tells the pages.
     pub async fn append_log(
         &self,
         job_id: Uuid,
         runner_id: Uuid,
         attempt: i32,
+        first_line: Option<i32>,
         lines: &[LogLine],
     ) -> Result<(), WorkError> {
         let mut tx = self.pool.begin().await?;
@@ -253,13 +255,18 @@ impl Work {
         if holds.is_none() {
             return Err(WorkError::LeaseLost);
         }
-        let last = sqlx::query_scalar!(
-            r#"select coalesce(max(line_no), 0) as "n!" from log_line where job_id = $1 and attempt = $2"#,
-            job_id,
-            attempt
-        )
-        .fetch_one(&mut *tx)
-        .await?;
+        let last = match first_line {
+            Some(first) => first - 1,
+            None => {
+                sqlx::query_scalar!(
+                    r#"select coalesce(max(line_no), 0) as "n!" from log_line where job_id = $1 and attempt = $2"#,
+                    job_id,
+                    attempt
+                )
+                .fetch_one(&mut *tx)
+                .await?
+            }
+        };
         let numbers: Vec<i32> = (1..=lines.len() as i32).map(|i| last + i).collect();
         let streams: Vec<String> = lines
             .iter()
@@ -272,7 +279,8 @@ impl Work {
             .collect();
         sqlx::query!(
             "insert into log_line (job_id, attempt, line_no, stream, text)
-             select $1, $2, * from unnest($3::int[], $4::text[], $5::text[])",
+             select $1, $2, * from unnest($3::int[], $4::text[], $5::text[])
+             on conflict (job_id, attempt, line_no) do nothing",
             job_id,
             attempt,
             &numbers,

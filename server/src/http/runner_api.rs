@@ -146,7 +146,13 @@ async fn logs(
     state
         .portal
         .work
-        .append_log(job_id(&job)?, batch.runner_id, batch.attempt, &batch.lines)
+        .append_log(
+            job_id(&job)?,
+            batch.runner_id,
+            batch.attempt,
+            batch.first_line,
+            &batch.lines,
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -465,13 +465,18 @@ fn log_sender(
 {
     let client = client.clone();
     let (job_id, attempt) = (job.job_id, job.attempt);
+    // Numbering lines here makes a batch retried after a lost answer land once.
+    let mut next_line = 1i32;
     move |lines| {
         let client = client.clone();
         let lease_lost = lease_lost.clone();
+        let first_line = next_line;
+        next_line += lines.len() as i32;
         Box::pin(async move {
             let batch = LogBatch {
                 runner_id,
                 attempt,
+                first_line: Some(first_line),
                 lines,
             };
             match client.logs(job_id, &batch).await {

@@ -736,3 +736,53 @@ async fn the_studybuddy_pipeline_really_builds_on_the_local_runner() {
         "nothing pretends to have built an app it could not"
     );
 }
+
+#[tokio::test]
+async fn a_log_batch_sent_twice_after_a_lost_answer_is_stored_once() {
+    use domain::run::protocol::{LogLine, Stream};
+    use domain::run::work::{Secrets, Work};
+    let app = TestApp::spawn().await;
+    app.project("project: { name: Once, key: once }\nphases:\n  ci:\n    title: CI\n    stages:\n      s:\n        title: S\n        jobs:\n          j:\n            steps: [echo hi]\n").await;
+    let work = Work::new(
+        app.pool.clone(),
+        Secrets::default(),
+        Duration::from_secs(30),
+    );
+    let runner = work
+        .register("manual", &["linux".to_string()], "test", None)
+        .await
+        .unwrap();
+    let developer = app.person(Role::Developer).await;
+    app.api(
+        &developer,
+        reqwest::Method::POST,
+        "/api/v1/projects/once/runs",
+        None,
+    )
+    .await;
+    let job = work.claim(runner).await.unwrap().expect("a job to claim");
+    let batch = vec![
+        LogLine {
+            stream: Stream::Stdout,
+            text: "one".into(),
+        },
+        LogLine {
+            stream: Stream::Stdout,
+            text: "two".into(),
+        },
+    ];
+    work.append_log(job.job_id, runner, job.attempt, Some(1), &batch)
+        .await
+        .unwrap();
+    work.append_log(job.job_id, runner, job.attempt, Some(1), &batch)
+        .await
+        .unwrap();
+    work.append_log(job.job_id, runner, job.attempt, Some(3), &batch[..1])
+        .await
+        .unwrap();
+    let page = domain::run::query::log_page(&app.pool, job.job_id, job.attempt, None, 100)
+        .await
+        .unwrap();
+    let text: Vec<&str> = page.lines.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(text, ["one", "two", "one"]);
+}
