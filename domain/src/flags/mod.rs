@@ -29,10 +29,14 @@
 
 mod constraint;
 mod context;
+pub mod definition;
+pub mod diff;
 mod evaluate;
 mod hash;
 pub mod model;
 mod set;
+mod snapshot;
+pub mod store;
 mod strategy;
 mod variant;
 
@@ -40,4 +44,7 @@ pub use context::Context;
 pub use evaluate::{Evaluation, Reason};
 pub use model::{ClientFeatures, ClientFeaturesDelta, Payload, PayloadKind};
 pub use set::{DefinitionProblem, FeatureSet, FlagInfo, FlagWarning};
+pub use snapshot::{
+    Restored, Snapshot, SnapshotError, SnapshotInfo, SnapshotPage, SnapshotQuery, Versioned,
+};
 pub use variant::VariantResult;
