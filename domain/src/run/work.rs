@@ -317,7 +317,7 @@ impl Work {
             .await?
             .ok_or(WorkError::LeaseLost)?;
         lock_run(&mut tx, run_id).await?;
-        let job = sqlx::query!(
+        let Some(job) = sqlx::query!(
             "select state, max_attempts, cancel_requested from job
              where job_id = $1 and runner_id = $2 and attempt = $3 and state = 'running' for update",
             job_id,
@@ -326,7 +326,14 @@ impl Work {
         )
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or(WorkError::LeaseLost)?;
+        else {
+            // A finish sent again after its answer was lost finds its own result already stored.
+            return if already_finished(&mut tx, job_id, runner_id, attempt, outcome).await? {
+                Ok(())
+            } else {
+                Err(WorkError::LeaseLost)
+            };
+        };
         let from = parse_state(&job.state);
         let (event, reason) = match outcome {
             Outcome::Succeeded => (Event::Succeed, None),
@@ -412,4 +419,31 @@ impl Work {
             .await?;
         Ok(parse_state(&state))
     }
+}
+
+/// Whether this runner's attempt already ended the way `outcome` says (a repeated finish).
+async fn already_finished(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    job_id: Uuid,
+    runner_id: Uuid,
+    attempt: i32,
+    outcome: Outcome,
+) -> Result<bool, sqlx::Error> {
+    let state = sqlx::query_scalar!(
+        "select state from job where job_id = $1 and runner_id = $2 and attempt = $3",
+        job_id,
+        runner_id,
+        attempt
+    )
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(matches!(
+        (state.as_deref().map(parse_state), outcome),
+        (Some(RunState::Succeeded), Outcome::Succeeded)
+            | (
+                Some(RunState::Canceled),
+                Outcome::Canceled | Outcome::Failed
+            )
+            | (Some(RunState::Failed | RunState::Queued), Outcome::Failed)
+    ))
 }

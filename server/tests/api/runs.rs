@@ -738,7 +738,7 @@ async fn the_studybuddy_pipeline_really_builds_on_the_local_runner() {
 }
 
 #[tokio::test]
-async fn a_log_batch_sent_twice_after_a_lost_answer_is_stored_once() {
+async fn a_log_batch_or_a_finish_sent_twice_after_a_lost_answer_is_stored_once() {
     use domain::run::protocol::{LogLine, Stream};
     use domain::run::work::{Secrets, Work};
     let app = TestApp::spawn().await;
