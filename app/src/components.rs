@@ -119,3 +119,16 @@ pub fn format_duration(seconds: i64) -> String {
 pub fn StatePill(state: domain::state::RunState) -> impl IntoView {
     view! { <span class=format!("state state-{}", state.as_str())>{state.as_str()}</span> }
 }
+
+/// Percent-encodes a query-string value (everything but unreserved characters).
+pub fn urlencode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -2,7 +2,7 @@
 //! can be shared and works before the page hydrates.
 
 use crate::api::audit::search_audit;
-use crate::components::{ErrorNotice, format_time};
+use crate::components::{ErrorNotice, format_time, urlencode};
 use crate::live::use_live_changes;
 use chrono::{NaiveDate, TimeZone, Utc};
 use domain::audit::{AuditEntry, AuditFilter};
@@ -114,16 +114,4 @@ fn AuditRow(entry: AuditEntry) -> impl IntoView {
             <td class="details"><code>{details}</code></td>
         </tr>
     }
-}
-
-fn urlencode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

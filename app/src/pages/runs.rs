@@ -1,7 +1,9 @@
 //! The runs list and a run's page: stages and jobs as a graph, live.
 
 use crate::api::runs::{CancelRun, Rerun, StartRun, get_run, list_runs};
-use crate::components::{ErrorNotice, StatePill, action_error, format_duration, format_time};
+use crate::components::{
+    ErrorNotice, StatePill, action_error, format_duration, format_time, urlencode,
+};
 use crate::live::use_live_changes;
 use domain::run_view::{ArtifactInfo, JobSummary, RunDetail, RunFilter, RunSummary, StageRun};
 use domain::state::RunState;
@@ -82,7 +84,7 @@ pub fn RunsPage() -> impl IntoView {
                     Ok(page) => {
                         let older = page.next_before.map(|n| {
                             let mut q: Vec<String> = query.get_untracked().into_iter()
-                                .filter(|(k, _)| k != "before").map(|(k, v)| format!("{k}={v}")).collect();
+                                .filter(|(k, _)| k != "before").map(|(k, v)| format!("{k}={}", urlencode(&v))).collect();
                             q.push(format!("before={n}"));
                             format!("/projects/{}/runs?{}", project(), q.join("&"))
                         });
