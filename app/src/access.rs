@@ -85,7 +85,9 @@ pub fn authorize<F: ServerFn>() -> Result<Caller, AppError> {
 pub fn person(caller: &Caller) -> Result<&domain::auth::UserPrincipal, AppError> {
     match &caller.principal {
         Some(Principal::User(user)) => Ok(user),
-        Some(Principal::Token(_)) => Err(AppError::Forbidden("API tokens cannot do this".into())),
+        Some(Principal::Token(_) | Principal::Sdk(_)) => {
+            Err(AppError::Forbidden("API tokens cannot do this".into()))
+        }
         None => Err(AppError::Unauthenticated),
     }
 }

@@ -6,6 +6,7 @@
 //! routes test walks every declared route as every role and as anonymous.
 
 use crate::auth::{Principal, Scope};
+use crate::flag_view::SdkTokenKind;
 use crate::role::RoleSet;
 
 /// What a caller needs.
@@ -19,6 +20,31 @@ pub enum Access {
         roles: RoleSet,
         token_scope: Option<Scope>,
     },
+    /// A feature-flag SDK with an SDK token of one of these kinds (people and API tokens are
+    /// refused). The token names the environment; handlers serve that environment only.
+    Sdk(SdkKinds),
+}
+
+/// The SDK token kinds a flag API accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SdkKinds {
+    /// The Unleash Frontend API: evaluated results for apps.
+    Frontend,
+    /// The Unleash client API: the rules, for server SDKs.
+    Client,
+    /// OFREP: both (web and mobile providers use frontend tokens, server providers client ones).
+    Any,
+}
+
+impl SdkKinds {
+    pub fn allows(self, kind: SdkTokenKind) -> bool {
+        matches!(
+            (self, kind),
+            (SdkKinds::Any, _)
+                | (SdkKinds::Frontend, SdkTokenKind::Frontend)
+                | (SdkKinds::Client, SdkTokenKind::Client)
+        )
+    }
 }
 
 impl Access {
@@ -50,8 +76,10 @@ pub enum Denied {
 
 /// The decision, as a pure function of the declaration and the caller.
 pub fn decide(access: Access, caller: Option<&Principal>) -> Result<(), Denied> {
-    let Access::Signed { roles, token_scope } = access else {
-        return Ok(());
+    let (roles, token_scope) = match access {
+        Access::Public => return Ok(()),
+        Access::Sdk(kinds) => return decide_sdk(kinds, caller),
+        Access::Signed { roles, token_scope } => (roles, token_scope),
     };
     match caller {
         None => Err(Denied::Unauthenticated),
@@ -73,6 +101,31 @@ pub fn decide(access: Access, caller: Option<&Principal>) -> Result<(), Denied> 
                 roles.describe()
             ))),
         },
+        Some(Principal::Sdk(sdk)) => Err(Denied::Forbidden(format!(
+            "The SDK token `{}` only reads feature flags.",
+            sdk.name
+        ))),
+    }
+}
+
+fn decide_sdk(kinds: SdkKinds, caller: Option<&Principal>) -> Result<(), Denied> {
+    match caller {
+        None => Err(Denied::Unauthenticated),
+        Some(Principal::Sdk(sdk)) if kinds.allows(sdk.kind) => Ok(()),
+        Some(Principal::Sdk(sdk)) => Err(Denied::Forbidden(format!(
+            "The SDK token `{}` is a {} token; this API takes {} tokens.",
+            sdk.name,
+            sdk.kind,
+            match kinds {
+                SdkKinds::Frontend => "frontend",
+                SdkKinds::Client => "client",
+                SdkKinds::Any => "SDK",
+            }
+        ))),
+        Some(_) => Err(Denied::Forbidden(
+            "This API takes an SDK token (`project:environment.secret`) in the Authorization header."
+                .into(),
+        )),
     }
 }
 

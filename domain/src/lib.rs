@@ -7,6 +7,7 @@
 
 pub mod artifact;
 pub mod audit;
+pub mod flag_view;
 pub mod overview;
 pub mod people;
 pub mod role;

@@ -6,6 +6,7 @@ pub mod config;
 pub mod database;
 pub mod embedded_pg;
 pub mod engine;
+pub mod flag_cache;
 pub mod http;
 pub mod live;
 pub mod repository;

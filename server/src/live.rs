@@ -4,6 +4,7 @@
 //! Database triggers `NOTIFY flightdeck_change` whenever something a page shows changes, whichever
 //! process (or person at psql) made the change, so every replica hears every change.
 
+use domain::flags::store::EnvironmentId;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
@@ -39,6 +40,12 @@ pub struct Change {
     pub run_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
+    /// For `flags` and `sdk_tokens`: the environment that changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_id: Option<String>,
+    /// For `flags`: the environment's new snapshot version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
 }
 
 impl Change {
@@ -50,7 +57,14 @@ impl Change {
             table: None,
             run_id: None,
             job_id: None,
+            environment_id: None,
+            version: None,
         }
+    }
+
+    /// The environment a `flags` or `sdk_tokens` change is about.
+    pub fn environment_id(&self) -> Option<EnvironmentId> {
+        self.environment_id.as_deref()?.parse().ok()
     }
 }
 

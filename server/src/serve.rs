@@ -3,12 +3,14 @@
 
 use crate::config::DatabaseSetting;
 use crate::database::Database;
+use crate::flag_cache::FlagCache;
 use crate::http::{self, AppState};
 use crate::live::LiveHub;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use domain::audit::{Actor, Origin};
 use domain::auth::Scope;
+use domain::flags::{FlagStore, SdkTokens};
 use domain::portal::Portal;
 use domain::project::{LoadDefinitionError, Loaded};
 use domain::run::artifacts::LocalDisk;
@@ -74,6 +76,14 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let stop_listener = CancellationToken::new();
     let live = LiveHub::start(pool.clone(), stop_listener.clone());
+    let flags = FlagCache::start(
+        FlagStore::new(pool.clone()),
+        SdkTokens::new(pool.clone()),
+        &live,
+        stop_listener.clone(),
+    )
+    .await
+    .context("cannot load the feature flags")?;
     let access = Arc::new(http::access_table()?);
     let leptos_options = LeptosOptions::builder()
         .output_name("flightdeck")
@@ -85,6 +95,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         leptos_options,
         portal: portal.clone(),
         live,
+        flags,
         access,
         shutdown: shutdown.clone(),
         webhook_secret: options.webhook_secret.as_deref().map(Arc::from),

@@ -13,7 +13,7 @@ mod user;
 
 pub use crate::scope::{Scope, UnknownScope};
 pub use password::{Password, PasswordError};
-pub use principal::{Caller, Principal, TokenPrincipal, UserPrincipal};
+pub use principal::{Caller, Principal, SdkPrincipal, TokenPrincipal, UserPrincipal};
 pub use secret::Secret;
 pub use session::{SessionError, SessionPolicy, Sessions};
 pub use token::{AuthenticatedToken, TokenError, Tokens};

@@ -1,6 +1,7 @@
 //! The caller of a request once its cookie or token has been checked.
 
 use super::user::UserId;
+use crate::flag_view::SdkTokenKind;
 use crate::role::Role;
 use crate::scope::Scope;
 use uuid::Uuid;
@@ -11,6 +12,8 @@ pub enum Principal {
     User(UserPrincipal),
     /// A machine holding an API token.
     Token(TokenPrincipal),
+    /// A feature-flag SDK holding an SDK token for one environment.
+    Sdk(SdkPrincipal),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,12 +32,25 @@ pub struct TokenPrincipal {
     pub scopes: Vec<Scope>,
 }
 
+/// An SDK token's holder: which environment of which project it may read flags of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdkPrincipal {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: SdkTokenKind,
+    pub project_id: Uuid,
+    pub project: String,
+    pub environment_id: Uuid,
+    pub environment: String,
+}
+
 impl Principal {
     /// The name the audit log records.
     pub fn name(&self) -> &str {
         match self {
             Principal::User(user) => &user.username,
             Principal::Token(token) => &token.name,
+            Principal::Sdk(sdk) => &sdk.name,
         }
     }
 
@@ -42,6 +58,7 @@ impl Principal {
         match self {
             Principal::User(_) => "user",
             Principal::Token(_) => "token",
+            Principal::Sdk(_) => "sdk_token",
         }
     }
 
@@ -49,6 +66,7 @@ impl Principal {
         match self {
             Principal::User(user) => user.id.0,
             Principal::Token(token) => token.id,
+            Principal::Sdk(sdk) => sdk.id,
         }
     }
 }

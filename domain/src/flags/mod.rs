@@ -34,6 +34,7 @@ pub mod diff;
 mod evaluate;
 mod hash;
 pub mod model;
+pub mod sdk_token;
 mod set;
 mod snapshot;
 pub mod store;
@@ -43,8 +44,10 @@ mod variant;
 pub use context::Context;
 pub use evaluate::{Evaluation, Reason};
 pub use model::{ClientFeatures, ClientFeaturesDelta, Payload, PayloadKind};
+pub use sdk_token::{LiveSdkToken, SdkTokenError, SdkTokens};
 pub use set::{DefinitionProblem, FeatureSet, FlagInfo, FlagWarning};
 pub use snapshot::{
     Restored, Snapshot, SnapshotError, SnapshotInfo, SnapshotPage, SnapshotQuery, Versioned,
 };
+pub use store::FlagStore;
 pub use variant::VariantResult;

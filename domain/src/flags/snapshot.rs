@@ -160,6 +160,30 @@ impl FlagStore {
         })
     }
 
+    /// Every environment's newest snapshot, for a server's in-memory copy at start.
+    /// Environments without flags have none, and serve an empty set.
+    pub async fn all_current(&self) -> Result<Vec<(EnvironmentId, Versioned)>, SnapshotError> {
+        let rows = sqlx::query!(
+            r#"select distinct on (environment_id) environment_id, version, sha256,
+                      state as "state: Json<ClientFeatures>"
+               from flag_snapshot
+               order by environment_id, version desc"#
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let versioned = Versioned {
+                    version: r.version,
+                    sha256: r.sha256,
+                    state: r.state.0,
+                };
+                (EnvironmentId(r.environment_id), versioned)
+            })
+            .collect())
+    }
+
     /// One snapshot of an environment.
     pub async fn snapshot(
         &self,

@@ -74,6 +74,15 @@ async fn whoami(Extension(caller): Extension<Caller>) -> Result<Json<WhoAmI>, Ap
             role: None,
             scopes: token.scopes.iter().map(|s| s.to_string()).collect(),
         })),
+        Some(Principal::Sdk(sdk)) => Ok(Json(WhoAmI {
+            kind: "sdk_token",
+            name: sdk.name,
+            role: None,
+            scopes: vec![format!(
+                "flags:{}:{}/{}",
+                sdk.kind, sdk.project, sdk.environment
+            )],
+        })),
         None => Err(ApiError::Unauthenticated),
     }
 }

@@ -28,7 +28,20 @@ pub async fn resolve_caller(
         principal: None,
         origin: origin.clone(),
     };
-    if let Some(token) = bearer_token(headers) {
+    if let Some(token) = sdk_token(headers) {
+        match state.flags.token(&token) {
+            Some(entry) => {
+                if entry.should_record_use() {
+                    record_sdk_token_use(&state, Principal::Sdk(entry.principal.clone()), &request);
+                }
+                caller.principal = Some(Principal::Sdk(entry.principal.clone()));
+            }
+            None => {
+                reject_token(&state, &origin, request.uri().path().to_string()).await;
+                return ApiError::InvalidToken.into_response();
+            }
+        }
+    } else if let Some(token) = bearer_token(headers) {
         match state
             .portal
             .tokens
@@ -49,14 +62,7 @@ pub async fn resolve_caller(
                 caller.principal = Some(Principal::Token(found.principal));
             }
             Ok(None) => {
-                let record = AuditRecord::new(Actor::anonymous(), "token.rejected", &origin)
-                    .outcome(Outcome::Denied)
-                    .security()
-                    .target(request.uri().path().to_string())
-                    .details(serde_json::json!({ "reason": "unknown, revoked or expired token" }));
-                if let Err(error) = record.write(&state.portal.pool).await {
-                    tracing::warn!(%error, "could not audit a rejected token");
-                }
+                reject_token(&state, &origin, request.uri().path().to_string()).await;
                 return ApiError::InvalidToken.into_response();
             }
             Err(error) => return ApiError::from(error).into_response(),
@@ -72,6 +78,49 @@ pub async fn resolve_caller(
     }
     request.extensions_mut().insert(caller);
     next.run(request).await
+}
+
+async fn reject_token(state: &AppState, origin: &Origin, path: String) {
+    let record = AuditRecord::new(Actor::anonymous(), "token.rejected", origin)
+        .outcome(Outcome::Denied)
+        .security()
+        .target(path)
+        .details(serde_json::json!({ "reason": "unknown, revoked or expired token" }));
+    if let Err(error) = record.write(&state.portal.pool).await {
+        tracing::warn!(%error, "could not audit a rejected token");
+    }
+}
+
+/// Writes an SDK token's last use and audits it, off the request's path.
+fn record_sdk_token_use(state: &AppState, principal: Principal, request: &Request) {
+    let pool = state.portal.pool.clone();
+    let tokens = state.flags.sdk_tokens().clone();
+    let origin = origin_of(request);
+    let target = request.uri().path().to_string();
+    tokio::spawn(async move {
+        let record = AuditRecord::new(Actor::of(Some(&principal)), "token.used", &origin)
+            .security()
+            .target(target);
+        if let Err(error) = tokens.record_use(principal.id()).await {
+            tracing::warn!(%error, "could not record an SDK token's use");
+        }
+        if let Err(error) = record.write(&pool).await {
+            tracing::warn!(%error, "could not audit an SDK token's use");
+        }
+    });
+}
+
+/// An SDK token: `project:environment.secret` in `Authorization` (raw, as Unleash SDKs send it,
+/// or after `Bearer`), or in `X-API-Key` (which OFREP names). Personal API tokens never contain
+/// a colon.
+fn sdk_token(headers: &HeaderMap) -> Option<String> {
+    let from_key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_string());
+    from_key
+        .or_else(|| bearer_token(headers))
+        .filter(|token| token.contains(':'))
 }
 
 /// `Authorization: Bearer <token>`. A bare token (as Unleash SDKs send it) is accepted too.

@@ -13,6 +13,9 @@ pub enum ApiError {
     InvalidToken,
     #[error("the webhook's signature is missing or wrong ({0})")]
     BadSignature(&'static str),
+    /// A request that cannot be read (malformed JSON or query, bad values), said where.
+    #[error("{0}")]
+    BadRequest(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -42,6 +45,7 @@ impl ApiError {
             ApiError::Unauthenticated | ApiError::InvalidToken | ApiError::BadSignature(_) => {
                 StatusCode::UNAUTHORIZED
             }
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -57,6 +61,7 @@ impl ApiError {
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::InvalidToken => "invalid_token",
             ApiError::BadSignature(_) => "bad_signature",
+            ApiError::BadRequest(_) => "bad_request",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",

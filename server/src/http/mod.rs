@@ -7,12 +7,17 @@ pub mod caller;
 pub mod csrf;
 pub mod error;
 pub mod events;
+pub mod flag_context;
 pub mod health;
+pub mod ofrep;
 pub mod routes;
 pub mod runner_api;
 pub mod runs;
+pub mod sdk;
+pub mod unleash;
 pub mod webhook;
 
+use crate::flag_cache::FlagCache;
 use crate::live::LiveHub;
 use app::{App, shell};
 use axum::Router;
@@ -41,6 +46,8 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub portal: Portal,
     pub live: LiveHub,
+    /// Every environment's flags and every SDK token, in memory (the flag APIs' only source).
+    pub flags: FlagCache,
     pub access: Arc<AccessTable>,
     /// Cancelled when the server starts shutting down: streams end, readiness turns false.
     pub shutdown: CancellationToken,
@@ -61,7 +68,7 @@ pub fn api_routes() -> Routes {
     let routes = api::routes(routes);
     let routes = runs::routes(routes);
     let routes = runner_api::routes(routes);
-    webhook::routes(routes)
+    webhook::routes(routes).merge(sdk::routes())
 }
 
 /// The access table for everything the router serves.

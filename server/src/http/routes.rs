@@ -67,6 +67,13 @@ impl Routes {
         self.add(Method::PUT, path, access, handler)
     }
 
+    /// Adds another catalog's routes (with the layers its router already has).
+    pub fn merge(mut self, other: Routes) -> Self {
+        self.router = self.router.merge(other.router);
+        self.specs.extend(other.specs);
+        self
+    }
+
     fn add<H, T>(mut self, method: Method, path: &'static str, access: Access, handler: H) -> Self
     where
         H: Handler<T, AppState>,

@@ -4,7 +4,8 @@
 
 use crate::helpers::{SAMPLE, TestApp};
 use domain::access::{Access, Denied, decide};
-use domain::auth::{Principal, Scope, TokenPrincipal, UserId, UserPrincipal};
+use domain::auth::{Principal, Scope, SdkPrincipal, TokenPrincipal, UserId, UserPrincipal};
+use domain::flag_view::SdkTokenKind;
 use domain::role::Role;
 use reqwest::{Method, StatusCode};
 use server::http::routes::{RouteKind, RouteSpec};
@@ -27,8 +28,29 @@ fn person(role: Role) -> Principal {
     })
 }
 
+/// The event-stream ticket an OFREP bulk answer gives an SDK token.
+async fn stream_ticket(app: &TestApp, token: &str) -> String {
+    let answer: serde_json::Value = app
+        .anonymous()
+        .post(app.url("/ofrep/v1/evaluate/flags"))
+        .header("authorization", token)
+        .body("{}")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let uri = answer["eventStreams"][0]["endpoint"]["requestUri"]
+        .as_str()
+        .unwrap();
+    uri.split_once("ticket=").unwrap().1.to_string()
+}
+
 fn concrete(path: &str) -> String {
     path.replace("{project}", "studybuddy")
+        .replace("{name}", "new-checkout")
+        .replace("{key}", "new-checkout")
         .replace("{schedule}", "staging")
         .replace("{link}", "fdl_not-a-real-link")
 }
@@ -93,6 +115,29 @@ async fn every_route_answers_every_caller_as_declared() {
         });
     }
 
+    for (environment, kind) in [
+        ("staging", SdkTokenKind::Frontend),
+        ("production", SdkTokenKind::Client),
+    ] {
+        let secret = app.sdk_token(environment, kind).await;
+        let principal = Principal::Sdk(SdkPrincipal {
+            id: Uuid::nil(),
+            name: "sdk".into(),
+            kind,
+            project_id: Uuid::nil(),
+            project: "studybuddy".into(),
+            environment_id: Uuid::nil(),
+            environment: environment.into(),
+        });
+        clients.push(Client {
+            label: format!("{kind} SDK token for {environment}"),
+            principal: Some(principal),
+            http: app.anonymous(),
+            token: Some(secret),
+        });
+    }
+    let ticket = stream_ticket(&app, clients.last().unwrap().token.as_ref().unwrap()).await;
+
     let table = server::http::access_table().unwrap();
     let mut specs: Vec<&RouteSpec> = table.specs().collect();
     // Signing out ends the session the other calls need: walk it last.
@@ -105,7 +150,12 @@ async fn every_route_answers_every_caller_as_declared() {
     let mut checked = 0;
     for spec in specs {
         for client in &clients {
-            let response = request(&app, client, spec).send().await.unwrap();
+            let mut builder = request(&app, client, spec);
+            if spec.path == "/ofrep/v1/events" {
+                // Public, but the ticket is the credential.
+                builder = builder.query(&[("ticket", &ticket)]);
+            }
+            let response = builder.send().await.unwrap();
             let status = response.status();
             let expected = decide(spec.access, client.principal.as_ref());
             let context = format!(

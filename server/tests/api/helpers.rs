@@ -6,11 +6,14 @@
 
 use domain::audit::{Actor, Origin};
 use domain::auth::{NewUser, Scope, Users};
+use domain::flag_view::SdkTokenKind;
+use domain::flags::{FlagStore, SdkTokens};
 use domain::portal::Portal;
 use domain::role::Role;
 use domain::run::artifacts::LocalDisk;
 use domain::run::work::Secrets;
 use reqwest::StatusCode;
+use server::flag_cache::FlagCache;
 use server::http::{self, AppState};
 use server::live::LiveHub;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -216,6 +219,14 @@ impl TestApp {
             .unwrap();
         let shutdown = CancellationToken::new();
         let live = LiveHub::start(pool.clone(), shutdown.clone());
+        let flags = FlagCache::start(
+            FlagStore::new(pool.clone()),
+            SdkTokens::new(pool.clone()),
+            &live,
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let leptos_options = leptos::prelude::LeptosOptions::builder()
@@ -232,6 +243,7 @@ impl TestApp {
                 Secrets::default().with("TEST_SECRET", "hunter2-secret"),
             ),
             live: live.clone(),
+            flags,
             access: Arc::new(http::access_table().expect("every route declares its access")),
             shutdown: shutdown.clone(),
             webhook_secret: Some(WEBHOOK_SECRET.into()),
@@ -323,6 +335,44 @@ impl TestApp {
             .await
             .unwrap()
             .secret
+    }
+
+    /// An SDK token for the sample's environment, once this server knows it (the token index
+    /// reloads when the database announces the new token).
+    pub async fn sdk_token(&self, environment: &str, kind: SdkTokenKind) -> String {
+        let secret = SdkTokens::new(self.pool.clone())
+            .create(
+                "studybuddy",
+                environment,
+                kind,
+                &format!("{kind} test token"),
+                Actor::system(),
+                &Origin::default(),
+            )
+            .await
+            .unwrap()
+            .secret;
+        self.wait_for_sdk_token(&secret).await;
+        secret
+    }
+
+    /// Waits until this server accepts an SDK token.
+    pub async fn wait_for_sdk_token(&self, secret: &str) {
+        let client = self.anonymous();
+        for _ in 0..200 {
+            let response = client
+                .post(self.url("/ofrep/v1/evaluate/flags"))
+                .header("authorization", secret)
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            if response.status() != StatusCode::UNAUTHORIZED {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the server never learnt of the SDK token");
     }
 
     pub async fn audit_count(&self, action: &str) -> i64 {

@@ -2,6 +2,7 @@
 
 mod access;
 mod binary;
+mod flags;
 mod helpers;
 mod live;
 mod overview;

@@ -1,0 +1,82 @@
+//! Feature flags as the flags page shows them. Shared with the browser.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Which SDKs a token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SdkTokenKind {
+    /// Shipped inside the app (browsers, phones): gets evaluated results only, from the Unleash
+    /// Frontend API and OFREP.
+    Frontend,
+    /// Server SDKs: download the rules from the Unleash client API, or evaluate through OFREP.
+    Client,
+}
+
+impl SdkTokenKind {
+    pub const ALL: [SdkTokenKind; 2] = [SdkTokenKind::Frontend, SdkTokenKind::Client];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SdkTokenKind::Frontend => "frontend",
+            SdkTokenKind::Client => "client",
+        }
+    }
+
+    /// What the token is for, for the token form.
+    pub fn about(self) -> &'static str {
+        match self {
+            SdkTokenKind::Frontend => {
+                "for the shipped app: Unleash frontend SDKs and OpenFeature web/mobile providers"
+            }
+            SdkTokenKind::Client => {
+                "for servers: Unleash server SDKs and OpenFeature server providers"
+            }
+        }
+    }
+}
+
+impl fmt::Display for SdkTokenKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown SDK token kind `{0}`; the kinds are frontend and client")]
+pub struct UnknownSdkTokenKind(pub String);
+
+impl FromStr for SdkTokenKind {
+    type Err = UnknownSdkTokenKind;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SdkTokenKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| UnknownSdkTokenKind(s.to_string()))
+    }
+}
+
+/// One SDK token, as lists show it. The secret is shown once, at creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SdkTokenSummary {
+    pub id: String,
+    pub name: String,
+    pub kind: SdkTokenKind,
+    pub project: String,
+    pub environment: String,
+    pub prefix: String,
+    pub created_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// An SDK token just created: the only moment its secret is visible.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewSdkToken {
+    pub summary: SdkTokenSummary,
+    pub secret: String,
+}
