@@ -65,6 +65,9 @@ enum Command {
     /// Manage API tokens for CI, runners and SDKs.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Feature flags: SDK tokens, import, on/off, snapshots and restore.
+    #[command(subcommand)]
+    Flags(crate::cli_flags::FlagsCommand),
     /// Manage projects: where their code lives.
     #[command(subcommand)]
     Project(ProjectCommand),
@@ -348,6 +351,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             db.close().await;
             result.map(|()| ExitCode::SUCCESS)
         }
+        Command::Flags(command) => {
+            let db = Database::open(&database()?, 2).await?;
+            let result = crate::cli_flags::run(&db, command).await;
+            db.close().await;
+            result.map(|()| ExitCode::SUCCESS)
+        }
         Command::Token(command) => {
             let db = Database::open(&database()?, 2).await?;
             let result = token_command(&db, command).await;
@@ -384,7 +393,7 @@ fn check_definition(file: &std::path::Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn cli_actor() -> Actor {
+pub(crate) fn cli_actor() -> Actor {
     Actor::cli(&std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
 }
 
