@@ -3,17 +3,25 @@
 //! functions read them again through [`authorize`], since during server-side rendering they are
 //! called directly rather than over HTTP.
 
-use crate::api::{admin, audit, overview, runs, session};
+use crate::api::{admin, audit, flags, overview, runs, session};
 use crate::error::AppError;
 use domain::access::{Access, decide};
 use domain::auth::{Caller, Principal, Scope};
-use domain::role::RoleSet;
+use domain::role::{Role, RoleSet};
 use leptos::prelude::*;
 use server_fn::ServerFn;
 
 const ANYONE: Access = Access::people(RoleSet::ANYONE);
 const ADMINS: Access = Access::people(RoleSet::ADMINS);
 const AUDITORS: Access = Access::people(RoleSet::RELEASE_MANAGERS);
+/// Everyone an environment's protection may let change flags; each function then checks the
+/// environment's own roles.
+const FLAG_CHANGERS: Access = Access::people(RoleSet::of(&[
+    Role::Developer,
+    Role::Qa,
+    Role::Product,
+    Role::ReleaseManager,
+]));
 const RUN_STARTERS: Access = Access::people_or_token(RoleSet::DEVELOPERS, Scope::RunsWrite);
 
 /// Server functions by URL.
@@ -37,6 +45,25 @@ pub fn server_fns() -> Vec<(&'static str, Access)> {
         (admin::CreateToken::PATH, ADMINS),
         (admin::RevokeToken::PATH, ADMINS),
         (audit::SearchAudit::PATH, AUDITORS),
+        (flags::GetFlags::PATH, ANYONE),
+        (flags::GetFlagHistory::PATH, ANYONE),
+        (flags::SetFlagEnabled::PATH, FLAG_CHANGERS),
+        (flags::SetFlagRollout::PATH, FLAG_CHANGERS),
+        (flags::SetFlagDefinition::PATH, FLAG_CHANGERS),
+        (flags::RestoreFlags::PATH, FLAG_CHANGERS),
+        (flags::CreateFlag::PATH, Access::people(RoleSet::DEVELOPERS)),
+        (
+            flags::ListSdkTokens::PATH,
+            Access::people(RoleSet::DEVELOPERS),
+        ),
+        (
+            flags::CreateSdkToken::PATH,
+            Access::people(RoleSet::RELEASE_MANAGERS),
+        ),
+        (
+            flags::RevokeSdkToken::PATH,
+            Access::people(RoleSet::RELEASE_MANAGERS),
+        ),
         (runs::ListRuns::PATH, ANYONE),
         (runs::GetRun::PATH, ANYONE),
         (runs::GetJob::PATH, ANYONE),
@@ -55,6 +82,7 @@ pub fn pages() -> Vec<(&'static str, Access)> {
         ("/projects/{project}", ANYONE),
         ("/admin", ADMINS),
         ("/audit", AUDITORS),
+        ("/projects/{project}/flags/{environment}", ANYONE),
         ("/projects/{project}/runs", ANYONE),
         ("/projects/{project}/runs/{number}", ANYONE),
         ("/projects/{project}/runs/{number}/jobs/{job}", ANYONE),

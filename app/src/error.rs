@@ -152,4 +152,51 @@ mod ssr {
             }
         }
     }
+
+    impl From<domain::flags::store::FlagError> for AppError {
+        fn from(e: domain::flags::store::FlagError) -> Self {
+            use domain::flags::store::FlagError as E;
+            match e {
+                E::UnknownProject(_)
+                | E::NoSuchEnvironment { .. }
+                | E::UnknownEnvironment(_)
+                | E::UnknownFlag { .. }
+                | E::UnknownSegment { .. } => AppError::NotFound(e.to_string()),
+                E::FlagExists { .. }
+                | E::Archived(_)
+                | E::HasChildren { .. }
+                | E::SegmentExists { .. }
+                | E::SegmentInUse { .. } => AppError::Conflict(e.to_string()),
+                E::InvalidDependency { .. } => AppError::invalid("dependencies", e),
+                E::BadSegmentName => AppError::invalid("name", e),
+                E::TooLong { field, .. } => AppError::invalid(field, e),
+                E::InvalidDefinition(issues) => AppError::invalid("definition", issues),
+                E::Database(e) => AppError::internal(e),
+            }
+        }
+    }
+
+    impl From<domain::flags::SnapshotError> for AppError {
+        fn from(e: domain::flags::SnapshotError) -> Self {
+            use domain::flags::SnapshotError as E;
+            match e {
+                E::UnknownEnvironment(_) | E::UnknownSnapshot { .. } => {
+                    AppError::NotFound(e.to_string())
+                }
+                E::Database(e) => AppError::internal(e),
+                other => AppError::invalid("snapshot", other),
+            }
+        }
+    }
+
+    impl From<domain::flags::SdkTokenError> for AppError {
+        fn from(e: domain::flags::SdkTokenError) -> Self {
+            use domain::flags::SdkTokenError as E;
+            match e {
+                E::BadName => AppError::invalid("name", e),
+                E::NoSuchEnvironment { .. } | E::NotFound(_) => AppError::NotFound(e.to_string()),
+                E::Database(e) => AppError::internal(e),
+            }
+        }
+    }
 }

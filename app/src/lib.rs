@@ -56,6 +56,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/projects/:project") view=|| view! { <Layout><pages::OverviewPage /></Layout> } />
                 <Route path=path!("/admin") view=|| view! { <Layout><pages::AdminPage /></Layout> } />
                 <Route path=path!("/audit") view=|| view! { <Layout><pages::AuditPage /></Layout> } />
+                <Route path=path!("/projects/:project/flags/:environment") view=|| view! { <Layout><pages::FlagsPage /></Layout> } />
                 <Route path=path!("/projects/:project/runs") view=|| view! { <Layout><pages::RunsPage /></Layout> } />
                 <Route path=path!("/projects/:project/runs/:number") view=|| view! { <Layout><pages::RunPage /></Layout> } />
                 <Route path=path!("/projects/:project/runs/:number/jobs/:job") view=|| view! { <Layout><pages::JobPage /></Layout> } />

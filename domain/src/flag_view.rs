@@ -80,3 +80,64 @@ pub struct NewSdkToken {
     pub summary: SdkTokenSummary,
     pub secret: String,
 }
+
+/// An environment's flags, as the flags page shows them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlagsPage {
+    pub project: String,
+    pub environment: String,
+    /// Every environment of the project, in pipeline order, for the tabs.
+    pub environments: Vec<String>,
+    /// The environment's newest snapshot (0: no flag was ever set here).
+    pub version: i64,
+    /// Whether the person may change flags here (the environment's protection says who may).
+    pub can_change: bool,
+    /// Who may, in words, for the notice shown to the others.
+    pub who_may_change: String,
+    pub flags: Vec<FlagRow>,
+}
+
+/// One flag in one environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlagRow {
+    pub name: String,
+    pub flag_type: String,
+    pub description: String,
+    pub owner: Option<String>,
+    pub stale: bool,
+    pub potentially_stale: bool,
+    pub enabled: bool,
+    /// The percentage, when the flag's strategies are one gradual rollout (the slider edits it).
+    pub rollout: Option<u8>,
+    /// Who the flag is on for, a line per strategy: "25 % of users (by userId) where plan IN [pro]".
+    pub targeting: Vec<String>,
+    /// Variant names with their share: "blue 50 %".
+    pub variants: Vec<String>,
+    /// The strategies and variants as Unleash JSON, for the advanced editor.
+    pub strategies_json: String,
+    pub variants_json: String,
+    pub changed_at: DateTime<Utc>,
+    pub changed_by: String,
+}
+
+/// One entry of an environment's flag history: a snapshot and what it changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub reason: String,
+    pub restored_from: Option<i64>,
+    /// What changed from the snapshot before, a sentence each.
+    pub changes: Vec<String>,
+}
+
+/// A restore as the person who asked sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreOutcome {
+    /// The snapshot the environment has now.
+    pub version: i64,
+    /// False when it already had those flags: nothing was written.
+    pub changed: bool,
+    pub changes: Vec<String>,
+}

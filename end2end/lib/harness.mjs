@@ -1,7 +1,7 @@
 // Starts the real `flightdeck` binary on its embedded PostgreSQL (a fresh data directory per
 // test file), and Debian's chromium through playwright-core.
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, execFile } from 'node:child_process';
 import { mkdtempSync, chmodSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -41,6 +41,17 @@ export function cli(dataDir, args, input) {
   return result.stdout;
 }
 
+/** Like `cli`, without blocking the event loop while the command runs (so a test can watch
+ * what happens meanwhile); resolves to stdout. */
+export function cliAsync(dataDir, args) {
+  return new Promise((resolve, reject) => {
+    execFile(bin, [...args, '--data-dir', dataDir], { encoding: 'utf8', env: portalEnv() }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`flightdeck ${args.join(' ')} failed: ${stderr || error.message}`));
+      else resolve(stdout);
+    });
+  });
+}
+
 /** A running portal with the StudyBuddy sample and the given people ({name: role}). */
 export async function startPortal(people = {}, project = sample) {
   const dataDir = mkdtempSync(join(tmpdir(), 'flightdeck-e2e-'));
@@ -71,6 +82,7 @@ export async function startPortal(people = {}, project = sample) {
     dataDir,
     get setupLink() { return setupLink; },
     cli: (args, input) => cli(dataDir, args, input),
+    cliAsync: (args) => cliAsync(dataDir, args),
     async stop() {
       const exited = new Promise((resolve) => child.on('exit', resolve));
       child.kill('SIGTERM');

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod flags;
 pub mod overview;
 pub mod runs;
 pub mod session;

@@ -2,6 +2,7 @@
 
 mod admin;
 mod audit;
+mod flags;
 mod job;
 mod login;
 mod overview;
@@ -9,6 +10,7 @@ pub mod runs;
 
 pub use admin::AdminPage;
 pub use audit::AuditPage;
+pub use flags::FlagsPage;
 pub use job::JobPage;
 pub use login::{LoginPage, SetupPage};
 pub use overview::OverviewPage;

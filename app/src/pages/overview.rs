@@ -64,6 +64,10 @@ fn OverviewBody(overview: Overview, pause: ServerAction<SetSchedulePaused>) -> i
         schedules,
         environments,
     } = project;
+    // The last environment (production, usually) is where flags matter most.
+    let flags_href = environments
+        .last()
+        .map(|e| format!("/projects/{key}/flags/{}", e.name));
     view! {
         {switcher}
         <section class="project-head">
@@ -72,6 +76,7 @@ fn OverviewBody(overview: Overview, pause: ServerAction<SetSchedulePaused>) -> i
                 {description.map(|d| view! { <p class="lede">{d}</p> })}
             </div>
             <a class="button" href=format!("/projects/{key}/runs")>"Runs"</a>
+            {flags_href.map(|href| view! { <a class="button" href=href>"Flags"</a> })}
             <p class="definition-info" title=format!("sha256 {}", definition.sha256)>
                 "flightdeck.yml v" {definition.version} " · loaded " {format_time(definition.loaded_at)}
                 " by " {definition.loaded_by} " from " <code>{definition.origin}</code>
@@ -87,7 +92,7 @@ fn OverviewBody(overview: Overview, pause: ServerAction<SetSchedulePaused>) -> i
             <section aria-labelledby="env-title">
                 <h2 id="env-title" class="section-title">"Environments"</h2>
                 <div class="cards">
-                    {environments.into_iter().map(|environment| view! { <Environment environment /> }).collect_view()}
+                    {environments.into_iter().map(|environment| view! { <Environment environment project=key.clone() /> }).collect_view()}
                 </div>
             </section>
             <section aria-labelledby="schedule-title">
@@ -191,7 +196,7 @@ fn Stage(stage: StageView) -> impl IntoView {
 }
 
 #[component]
-fn Environment(environment: EnvironmentView) -> impl IntoView {
+fn Environment(environment: EnvironmentView, project: String) -> impl IntoView {
     let EnvironmentView {
         name,
         url,
@@ -201,6 +206,7 @@ fn Environment(environment: EnvironmentView) -> impl IntoView {
         deploy_window,
     } = environment;
     let key = name.clone();
+    let flags = format!("/projects/{project}/flags/{name}");
     view! {
         <article class="card environment" data-environment=key>
             <header class="card-head">
@@ -222,6 +228,7 @@ fn Environment(environment: EnvironmentView) -> impl IntoView {
                 <dt>"Protection"</dt><dd>{protection}</dd>
                 {deploy_window.map(|w| view! { <dt>"Deploy window"</dt><dd>{w}</dd> })}
             </dl>
+            <a class="button small" href=flags>"Feature flags"</a>
         </article>
     }
 }

@@ -58,7 +58,8 @@ impl Principal {
         match self {
             Principal::User(_) => "user",
             Principal::Token(_) => "token",
-            Principal::Sdk(_) => "sdk_token",
+            // An SDK token is a token to the audit log; its name says which.
+            Principal::Sdk(_) => "token",
         }
     }
 

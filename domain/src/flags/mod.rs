@@ -34,6 +34,7 @@ pub mod diff;
 mod evaluate;
 mod hash;
 pub mod model;
+pub mod page;
 pub mod sdk_token;
 mod set;
 mod snapshot;

@@ -38,6 +38,23 @@ fn parsed(sha256: &str, source: &str) -> Result<Arc<Definition>, Vec<Diagnostic>
     Ok(definition)
 }
 
+/// The project's current definition, parsed (once per version per process).
+pub async fn current_definition(
+    pool: &PgPool,
+    project: &str,
+) -> Result<Option<Arc<Definition>>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"select d.source, d.sha256 from project p
+           join lateral (select * from definition_version dv where dv.project_id = p.project_id
+                         order by dv.definition_version_id desc limit 1) d on true
+           where p.project_key = $1"#,
+        project
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.and_then(|row| parsed(&row.sha256, &row.source).ok()))
+}
+
 /// The largest flightdeck.yml accepted (a real one is a few kilobytes).
 pub const MAX_DEFINITION_BYTES: usize = 512 * 1024;
 

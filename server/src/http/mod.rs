@@ -120,6 +120,7 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), csrf::refuse_cross_site))
         .layer(from_fn_with_state(state.clone(), caller::resolve_caller))
         .layer(from_fn(limit_body))
+        .layer(from_fn(sdk::cors_for_sdks))
         .layer(security_header("x-content-type-options", "nosniff"))
         .layer(security_header("x-frame-options", "DENY"))
         .layer(security_header("referrer-policy", "same-origin"))
@@ -152,10 +153,17 @@ async fn limit_body(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return error::ApiError::PayloadTooLarge(format!(
+        let mut response = error::ApiError::PayloadTooLarge(format!(
             "request bodies are limited to {limit} bytes here"
         ))
         .into_response();
+        // The body is not read, so the connection cannot carry another request: say so, or a
+        // client reusing it fails its next request.
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        );
+        return response;
     }
     let (parts, body) = request.into_parts();
     let body = axum::body::Body::new(http_body_util::Limited::new(body, limit));

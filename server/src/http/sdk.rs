@@ -5,19 +5,42 @@ use super::error::ApiError;
 use super::routes::Routes;
 use super::{ofrep, unleash};
 use axum::body::Body;
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use domain::auth::{Caller, Principal, SdkPrincipal};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
+use tower::{Layer, ServiceExt};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-/// Every SDK route. Apps call them from browsers on other origins, with a token rather than a
-/// cookie, so any origin may (the token is the credential, and no cookie is ever sent).
+/// Every SDK route.
 pub fn routes() -> Routes {
-    let mut routes = ofrep::routes(unleash::routes(Routes::new()));
-    routes.router = routes.router.layer(cors());
-    routes
+    ofrep::routes(unleash::routes(Routes::new()))
+}
+
+/// The paths SDK routes live under.
+fn is_sdk_path(path: &str) -> bool {
+    ["/api/frontend", "/api/client/", "/ofrep/"]
+        .iter()
+        .any(|prefix| path.starts_with(prefix))
+}
+
+/// Cross-origin access for the SDK routes. Apps call them from browsers on other origins, with a
+/// token rather than a cookie, so any origin may (the token is the credential; no cookie is ever
+/// sent). This runs outside every other layer, so preflights are answered before authorization
+/// (they carry no credentials) and refusals (401, 413) reach the SDK readable rather than as a
+/// network error.
+pub async fn cors_for_sdks(request: Request, next: Next) -> Response {
+    if is_sdk_path(request.uri().path()) {
+        match cors().layer(next).oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    } else {
+        next.run(request).await
+    }
 }
 
 fn cors() -> CorsLayer {

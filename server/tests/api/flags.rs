@@ -328,6 +328,33 @@ async fn bad_tokens_contexts_and_bodies_are_refused_and_change_nothing() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        unknown.headers()["access-control-allow-origin"],
+        "*",
+        "a browser SDK can read the refusal"
+    );
+    let preflight = http
+        .request(
+            reqwest::Method::OPTIONS,
+            app.url("/ofrep/v1/evaluate/flags"),
+        )
+        .header("origin", "https://app.studybuddy.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type,if-none-match",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let allowed = preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap();
+    assert!(
+        allowed.contains("authorization") && allowed.contains("if-none-match"),
+        "{allowed}"
+    );
     let none = http.get(app.url("/api/frontend")).send().await.unwrap();
     assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
 

@@ -1,0 +1,527 @@
+//! The flags page: an environment's flags with their state and who gets them; switch one on or
+//! off, change its rollout, edit its strategies and variants; the kill switch (one big tap and a
+//! confirmation, made for phones); the history of snapshots with what each changed, and restore;
+//! the environment's SDK tokens. Editors and confirmations open in place, and stay open while
+//! the page reloads its data.
+
+use crate::api::flags::{
+    CreateFlag, CreateSdkToken, RestoreFlags, RevokeSdkToken, SetFlagDefinition, SetFlagEnabled,
+    SetFlagRollout, get_flag_history, get_flags, list_sdk_tokens,
+};
+use crate::components::{ErrorNotice, action_error, format_time};
+use crate::live::use_live_changes;
+use domain::flag_view::{FlagRow, FlagsPage, HistoryEntry, SdkTokenKind, SdkTokenSummary};
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_params_map;
+
+/// The actions every part of the page uses; any of them finishing reloads the page's data.
+#[derive(Clone, Copy)]
+struct Actions {
+    enable: ServerAction<SetFlagEnabled>,
+    rollout: ServerAction<SetFlagRollout>,
+    definition: ServerAction<SetFlagDefinition>,
+    create: ServerAction<CreateFlag>,
+    restore: ServerAction<RestoreFlags>,
+}
+
+impl Actions {
+    fn versions(&self) -> (usize, usize, usize, usize, usize) {
+        (
+            self.enable.version().get(),
+            self.rollout.version().get(),
+            self.definition.version().get(),
+            self.create.version().get(),
+            self.restore.version().get(),
+        )
+    }
+}
+
+/// Which editors and confirmations are open, by key, so that the page reloading its data (after
+/// any change, anyone's) does not fold one a person has open. Finishing an action folds them all.
+#[derive(Clone, Copy)]
+struct OpenDetails(RwSignal<std::collections::HashSet<String>>);
+
+impl OpenDetails {
+    fn is(self, key: String) -> impl Fn() -> bool + Clone + Send + Sync + 'static {
+        move || self.0.with(|open| open.contains(&key))
+    }
+
+    fn toggle(self, key: String) -> impl Fn(leptos::ev::MouseEvent) + 'static {
+        move |_| {
+            self.0.update(|open| {
+                if !open.remove(&key) {
+                    open.insert(key.clone());
+                }
+            })
+        }
+    }
+}
+
+fn open_details() -> OpenDetails {
+    use_context::<OpenDetails>().expect("the flags page provides OpenDetails")
+}
+
+#[component]
+pub fn FlagsPage() -> impl IntoView {
+    let params = use_params_map();
+    let project = move || params.read().get("project").unwrap_or_default();
+    let environment = move || params.read().get("environment").unwrap_or_default();
+    let changes = use_live_changes();
+    let actions = Actions {
+        enable: ServerAction::new(),
+        rollout: ServerAction::new(),
+        definition: ServerAction::new(),
+        create: ServerAction::new(),
+        restore: ServerAction::new(),
+    };
+    let open = OpenDetails(RwSignal::new(Default::default()));
+    provide_context(open);
+    Effect::new(move |_| {
+        actions.versions();
+        open.0.update(|o| o.clear());
+    });
+    let page = Resource::new(
+        move || (project(), environment(), changes.get(), actions.versions()),
+        |(p, e, _, _)| get_flags(p, e),
+    );
+    let history = Resource::new(
+        move || (project(), environment(), changes.get(), actions.versions()),
+        |(p, e, _, _)| get_flag_history(p, e),
+    );
+    view! {
+        <Title text=move || format!("Flags · {}", environment()) />
+        <Transition fallback=|| view! { <p class="loading">"Loading flags…"</p> }>
+            {move || Suspend::new(async move {
+                match page.await {
+                    Ok(page) => view! { <Flags page actions /> }.into_any(),
+                    Err(error) => view! { <ErrorNotice error /> }.into_any(),
+                }
+            })}
+        </Transition>
+        <section class="panel" aria-labelledby="history-title">
+            <h2 id="history-title">"History"</h2>
+            {action_error(actions.restore.value())}
+            {move || actions.restore.value().get().and_then(|r| r.ok()).map(|outcome| {
+                let text = if outcome.changed {
+                    format!("Restored: the flags are now snapshot {}.", outcome.version)
+                } else {
+                    format!("Nothing to restore: the flags already are that snapshot (now {}).", outcome.version)
+                };
+                view! { <p class="notice notice-ok" role="status">{text}</p> }
+            })}
+            <Transition fallback=|| view! { <p class="loading">"Loading history…"</p> }>
+                {move || { let (project, environment) = (project(), environment()); Suspend::new(async move {
+                    match history.await {
+                        Ok(entries) if entries.is_empty() => view! {
+                            <p class="muted">"No flag has been changed here yet."</p>
+                        }.into_any(),
+                        Ok(entries) => view! {
+                            <ol class="history">
+                                {entries.into_iter().enumerate().map(|(i, entry)| view! {
+                                    <HistoryItem entry newest=i == 0 project=project.clone() environment=environment.clone() restore=actions.restore />
+                                }).collect_view()}
+                            </ol>
+                        }.into_any(),
+                        Err(error) => view! { <ErrorNotice error /> }.into_any(),
+                    }
+                })}}
+            </Transition>
+        </section>
+        // Built again when the tabs switch environments.
+        {move || view! { <SdkTokens project=project() environment=environment() /> }}
+    }
+}
+
+#[component]
+fn Flags(page: FlagsPage, actions: Actions) -> impl IntoView {
+    let FlagsPage {
+        project,
+        environment,
+        environments,
+        version,
+        can_change,
+        who_may_change,
+        flags,
+    } = page;
+    let tabs = environments
+        .into_iter()
+        .map(|name| {
+            let href = format!("/projects/{project}/flags/{name}");
+            let current = (name == environment).then_some("page");
+            view! { <a class="tab" href=href aria-current=current>{name}</a> }
+        })
+        .collect_view();
+    let notice = (!can_change).then(|| view! {
+        <p class="notice">{format!("You can look. Flags in {environment} are changed by the {who_may_change} role.")}</p>
+    });
+    let empty = flags.is_empty().then(|| view! {
+        <section class="empty">
+            <h2>"No flags yet"</h2>
+            <p>"Create one below; it starts off everywhere. Apps read flags through Unleash or OpenFeature SDKs with a token from "<a href="#sdk-tokens">"SDK tokens"</a>"."</p>
+        </section>
+    });
+    let (p, e) = (project.clone(), environment.clone());
+    view! {
+        <div class="page-head">
+            <h1>"Feature flags"</h1>
+            <span class="muted small">{format!("{project} · snapshot {version}")}</span>
+        </div>
+        <nav class="tabs" aria-label="Environments">{tabs}</nav>
+        {notice}
+        {action_error(actions.enable.value())}
+        {action_error(actions.rollout.value())}
+        {action_error(actions.definition.value())}
+        {empty}
+        <ul class="flag-list">
+            {flags.into_iter().map(|flag| view! {
+                <FlagCard flag project=p.clone() environment=e.clone() can_change actions />
+            }).collect_view()}
+        </ul>
+        {can_change.then(|| view! { <CreateFlag project=project.clone() create=actions.create /> })}
+    }
+}
+
+#[component]
+fn FlagCard(
+    flag: FlagRow,
+    project: String,
+    environment: String,
+    can_change: bool,
+    actions: Actions,
+) -> impl IntoView {
+    let FlagRow {
+        name,
+        flag_type,
+        description,
+        owner,
+        stale,
+        potentially_stale,
+        enabled,
+        rollout,
+        targeting,
+        variants,
+        strategies_json,
+        variants_json,
+        changed_at,
+        changed_by,
+    } = flag;
+    let who = if !enabled {
+        "Off for everyone".to_string()
+    } else if targeting.is_empty() {
+        "On for everyone".to_string()
+    } else {
+        format!("On for {}", targeting.join("; or "))
+    };
+    let switch_label = format!("{name}: turn {}", if enabled { "off" } else { "on" });
+    let hidden = {
+        let (project, environment, name) = (project.clone(), environment.clone(), name.clone());
+        move || {
+            view! {
+                <input type="hidden" name="project" value=project.clone() />
+                <input type="hidden" name="environment" value=environment.clone() />
+                <input type="hidden" name="flag" value=name.clone() />
+            }
+        }
+    };
+    let kill = (enabled && can_change).then(|| {
+        let hidden = hidden.clone();
+        let question = format!("Turn {name} off in {environment} for everyone, now?");
+        let open = open_details();
+        let key = format!("kill:{name}");
+        let (is_open, toggle) = (open.is(key.clone()), open.toggle(key));
+        let expanded = is_open.clone();
+        let confirm = move || {
+            let (hidden, question) = (hidden.clone(), question.clone());
+            is_open().then(move || view! {
+                <div class="confirm" role="alertdialog" aria-label="Confirm the kill switch">
+                    <p><strong>{question}</strong></p>
+                    <ActionForm action=actions.enable attr:class="confirm-actions">
+                        {hidden()}
+                        <input type="hidden" name="enabled" value="false" />
+                        <input type="hidden" name="kill" value="true" />
+                        <button type="submit" class="button danger big">"Yes, turn it off"</button>
+                    </ActionForm>
+                </div>
+            })
+        };
+        view! {
+            <div class="kill">
+                <button type="button" class="button danger big" aria-expanded=move || expanded().to_string() on:click=toggle>"Kill switch"</button>
+                {confirm}
+            </div>
+        }
+    });
+    let editor = can_change.then(|| {
+        let hidden = hidden.clone();
+        let open = open_details();
+        let key = format!("edit:{name}");
+        let (is_open, toggle) = (open.is(key.clone()), open.toggle(key));
+        let expanded = is_open.clone();
+        let form = move || {
+            let (hidden, strategies_json, variants_json) =
+                (hidden.clone(), strategies_json.clone(), variants_json.clone());
+            is_open().then(move || view! {
+                <RolloutForm hidden=hidden.clone() rollout action=actions.rollout />
+                <ActionForm action=actions.definition attr:class="form-grid json-form">
+                    {hidden()}
+                    <label>"Strategies (Unleash JSON)"<textarea name="strategies" rows="8" spellcheck="false">{strategies_json}</textarea></label>
+                    <label>"Variants (Unleash JSON; weights add up to 1000)"<textarea name="variants" rows="6" spellcheck="false">{variants_json}</textarea></label>
+                    <button type="submit" class="button">"Save strategies and variants"</button>
+                </ActionForm>
+            })
+        };
+        view! {
+            <div class="flag-edit">
+                <button type="button" class="link-button" aria-expanded=move || expanded().to_string() on:click=toggle>"Change rollout, strategies or variants"</button>
+                {form}
+            </div>
+        }
+    });
+    view! {
+        <li class=if enabled { "flag-card on" } else { "flag-card" } data-flag=name.clone()>
+            <div class="flag-head">
+                <div class="flag-title">
+                    <h2 class="flag-name">{name.clone()}</h2>
+                    <span class="chip">{flag_type}</span>
+                    {stale.then(|| view! { <span class="chip chip-warn">"stale"</span> })}
+                    {(potentially_stale && !stale).then(|| view! { <span class="chip chip-warn" title="Older than its type's expected lifetime">"potentially stale"</span> })}
+                </div>
+                <ActionForm action=actions.enable attr:class="switch-form">
+                    {hidden()}
+                    <input type="hidden" name="enabled" value=if enabled { "false" } else { "true" } />
+                    <button type="submit" class="switch" role="switch" aria-checked=if enabled { "true" } else { "false" }
+                        aria-label=switch_label disabled=!can_change>
+                        <span class="switch-knob"></span>
+                        <span class="switch-text">{if enabled { "On" } else { "Off" }}</span>
+                    </button>
+                </ActionForm>
+            </div>
+            {(!description.is_empty()).then(|| view! { <p class="flag-description">{description}</p> })}
+            <p class="targeting">{who}</p>
+            {(!variants.is_empty()).then(|| view! { <p class="small">"Variants: "{variants.join(", ")}</p> })}
+            <p class="small muted">
+                {format!("Changed by {changed_by}, {}", format_time(changed_at))}
+                {owner.map(|o| format!(" · owner {o}"))}
+            </p>
+            {kill}
+            {editor}
+        </li>
+    }
+}
+
+#[component]
+fn RolloutForm<H, V>(
+    hidden: H,
+    rollout: Option<u8>,
+    action: ServerAction<SetFlagRollout>,
+) -> impl IntoView
+where
+    H: Fn() -> V + Send + Sync + 'static,
+    V: IntoView + 'static,
+{
+    let percent = RwSignal::new(rollout.unwrap_or(100));
+    let note = rollout.is_none().then(|| view! {
+        <p class="hint">"This flag has other strategies; saving a rollout replaces them with one gradual rollout."</p>
+    });
+    view! {
+        <ActionForm action=action attr:class="rollout-form">
+            {hidden()}
+            {note}
+            <label class="rollout">
+                <span>"Gradual rollout: "<output>{move || format!("{} %", percent.get())}</output></span>
+                <input type="range" name="rollout" min="0" max="100" step="1" value=percent.get_untracked()
+                    on:input=move |ev| percent.set(event_target_value(&ev).parse().unwrap_or(0)) />
+            </label>
+            <label>"Keep each user in their bucket by"
+                <select name="stickiness">
+                    <option value="default">"user, else session"</option>
+                    <option value="userId">"user id"</option>
+                    <option value="sessionId">"session id"</option>
+                    <option value="random">"nothing (random each time)"</option>
+                </select>
+            </label>
+            <button type="submit" class="button primary">"Save rollout"</button>
+        </ActionForm>
+    }
+}
+
+#[component]
+fn HistoryItem(
+    entry: HistoryEntry,
+    newest: bool,
+    project: String,
+    environment: String,
+    restore: ServerAction<RestoreFlags>,
+) -> impl IntoView {
+    let HistoryEntry {
+        version,
+        created_at,
+        created_by,
+        reason,
+        restored_from,
+        changes,
+    } = entry;
+    let open = open_details();
+    let key = format!("restore:{version}");
+    let (is_open, toggle) = (open.is(key.clone()), open.toggle(key));
+    let expanded = is_open.clone();
+    let confirm = move || {
+        let (project, environment) = (project.clone(), environment.clone());
+        is_open().then(move || view! {
+            <div class="confirm">
+                <p>{format!("Put every flag in {environment} back to snapshot {version}? This is recorded as a new snapshot.")}</p>
+                <ActionForm action=restore attr:class="confirm-actions">
+                    <input type="hidden" name="project" value=project />
+                    <input type="hidden" name="environment" value=environment.clone() />
+                    <input type="hidden" name="version" value=version.to_string() />
+                    <button type="submit" class="button primary">"Yes, restore"</button>
+                </ActionForm>
+            </div>
+        })
+    };
+    let restore_form = (!newest).then(move || view! {
+        <div class="restore">
+            <button type="button" class="button subtle small" aria-expanded=move || expanded().to_string() on:click=toggle>{format!("Restore snapshot {version}")}</button>
+            {confirm}
+        </div>
+    });
+    view! {
+        <li class="history-entry" data-version=version.to_string()>
+            <div class="history-head">
+                <strong>{format!("#{version}")}</strong>
+                " "<span>{reason}</span>
+                {restored_from.map(|from| view! { <span class="chip">{format!("restored from #{from}")}</span> })}
+            </div>
+            <p class="small muted">{format!("{created_by}, {}", format_time(created_at))}</p>
+            <ul class="changes">
+                {changes.into_iter().map(|c| view! { <li>{c}</li> }).collect_view()}
+            </ul>
+            {restore_form}
+        </li>
+    }
+}
+
+#[component]
+fn CreateFlag(project: String, create: ServerAction<CreateFlag>) -> impl IntoView {
+    view! {
+        <details class="add-form">
+            <summary class="button">"Create a flag"</summary>
+            <ActionForm action=create attr:class="form-grid">
+                <input type="hidden" name="project" value=project />
+                <label>"Flag name"<input name="name" required placeholder="e.g. new-checkout" autocomplete="off" /></label>
+                <label>"Type"
+                    <select name="flag_type">
+                        <option value="release">"release: ship a feature gradually"</option>
+                        <option value="experiment">"experiment: compare variants"</option>
+                        <option value="operational">"operational: change how the app runs"</option>
+                        <option value="kill-switch">"kill switch: turn a feature off fast"</option>
+                        <option value="permission">"permission: who may use a feature"</option>
+                    </select>
+                </label>
+                <label>"Description"<input name="description" autocomplete="off" /></label>
+                <label>"Owner"<input name="owner" placeholder="person or team" autocomplete="off" /></label>
+                <button type="submit" class="button primary">"Create flag"</button>
+            </ActionForm>
+            {action_error(create.value())}
+        </details>
+    }
+}
+
+#[component]
+fn SdkTokens(project: String, environment: String) -> impl IntoView {
+    let create = ServerAction::<CreateSdkToken>::new();
+    let revoke = ServerAction::<RevokeSdkToken>::new();
+    let for_list = project.clone();
+    let tokens = Resource::new(
+        move || (create.version().get(), revoke.version().get()),
+        move |_| list_sdk_tokens(for_list.clone()),
+    );
+    let env = environment.clone();
+    let (p, p2) = (project.clone(), project.clone());
+    view! {
+        <section class="panel" id="sdk-tokens" aria-labelledby="sdk-tokens-title">
+            <h2 id="sdk-tokens-title">{format!("SDK tokens for {environment}")}</h2>
+            <p class="hint">"Apps send one in "<code>"Authorization"</code>": the Unleash SDKs to "<code>"/api/frontend"</code>" or "<code>"/api"</code>", OpenFeature OFREP providers to this portal's address."</p>
+            {move || create.value().get().and_then(|r| r.ok()).map(|token| view! {
+                <div class="notice notice-ok" role="status">
+                    <p>"Token "<strong>{token.summary.name}</strong>" created. Copy it now; it is not shown again:"</p>
+                    <pre class="secret"><code>{token.secret}</code></pre>
+                </div>
+            })}
+            {action_error(create.value())}
+            {action_error(revoke.value())}
+            <Transition fallback=|| view! { <p class="loading">"Loading tokens…"</p> }>
+                {move || {
+                    let env = env.clone();
+                    let p = p.clone();
+                    Suspend::new(async move {
+                        match tokens.await {
+                            Ok(tokens) => {
+                                let here: Vec<SdkTokenSummary> = tokens.into_iter().filter(|t| t.environment == env).collect();
+                                if here.is_empty() {
+                                    view! { <p class="muted">"No SDK tokens for this environment yet."</p> }.into_any()
+                                } else {
+                                    view! {
+                                        <ul class="token-list">
+                                            {here.into_iter().map(|t| view! { <SdkTokenItem token=t project=p.clone() revoke /> }).collect_view()}
+                                        </ul>
+                                    }.into_any()
+                                }
+                            }
+                            Err(error) => view! { <ErrorNotice error /> }.into_any(),
+                        }
+                    })
+                }}
+            </Transition>
+            <details class="add-form">
+                <summary class="button">"Create an SDK token"</summary>
+                <ActionForm action=create attr:class="form-grid">
+                    <input type="hidden" name="project" value=p2 />
+                    <input type="hidden" name="environment" value=environment.clone() />
+                    <label>"Token name"<input name="name" required placeholder="e.g. web-app" autocomplete="off" /></label>
+                    <fieldset>
+                        <legend>"Kind"</legend>
+                        {SdkTokenKind::ALL.into_iter().map(|kind| view! {
+                            <label class="check"><input type="radio" name="kind" value=kind.as_str() checked=kind == SdkTokenKind::Frontend />" "<strong>{kind.as_str()}</strong>" "<span class="muted small">{kind.about()}</span></label>
+                        }).collect_view()}
+                    </fieldset>
+                    <button type="submit" class="button primary">"Create token"</button>
+                </ActionForm>
+            </details>
+        </section>
+    }
+}
+
+#[component]
+fn SdkTokenItem(
+    token: SdkTokenSummary,
+    project: String,
+    revoke: ServerAction<RevokeSdkToken>,
+) -> impl IntoView {
+    let used = token
+        .last_used_at
+        .map(|at| format!("last used {}", format_time(at)))
+        .unwrap_or_else(|| "never used".into());
+    let revoked = token.revoked_at.is_some();
+    view! {
+        <li class="token" data-token=token.name.clone()>
+            <div>
+                <strong>{token.name.clone()}</strong>" "<span class="chip">{token.kind.as_str()}</span>
+                <br /><code class="small">{format!("{}…", token.prefix)}</code>
+                <span class="small muted">{format!(" · {used}")}</span>
+            </div>
+            {if revoked {
+                view! { <span class="state state-failed">"revoked"</span> }.into_any()
+            } else {
+                view! {
+                    <ActionForm action=revoke attr:class="inline">
+                        <input type="hidden" name="project" value=project />
+                        <input type="hidden" name="id" value=token.id.clone() />
+                        <button type="submit" class="button subtle small">"Revoke"</button>
+                    </ActionForm>
+                }.into_any()
+            }}
+        </li>
+    }
+}

@@ -1,0 +1,260 @@
+//! The flags page's data: an environment's flags in words, who may change them, and the
+//! environment's history with what each snapshot changed.
+
+use sqlx::PgPool;
+
+use super::diff::describe_constraint;
+use super::model::Strategy;
+use super::snapshot::{SnapshotError, SnapshotQuery};
+use super::store::{EnvironmentId, FlagError, FlagStore};
+use crate::flag_view::{FlagRow, FlagsPage, HistoryEntry};
+use crate::role::Role;
+
+/// Who may change flags in an environment: the roles its protection lets deploy (admins always).
+/// An environment the definition does not name is open to developers and release managers.
+pub async fn may_change(
+    pool: &PgPool,
+    project: &str,
+    environment: &str,
+    role: Role,
+) -> Result<(bool, String), sqlx::Error> {
+    let definition = crate::project::current_definition(pool, project).await?;
+    let allowed = definition
+        .as_ref()
+        .and_then(|d| d.environment(environment))
+        .map(|e| e.protection.allowed_roles.clone())
+        .unwrap_or_else(|| vec![Role::Developer, Role::ReleaseManager]);
+    let mut names: Vec<&str> = allowed.iter().map(|r| r.label()).collect();
+    names.push(Role::Admin.label());
+    let who = match names.split_last() {
+        Some((last, [])) => (*last).to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    Ok((role == Role::Admin || allowed.contains(&role), who))
+}
+
+/// The flags page for one environment, as a person with `role` sees it.
+pub async fn flags_page(
+    store: &FlagStore,
+    project: &str,
+    environment: &str,
+    role: Role,
+) -> Result<FlagsPage, FlagError> {
+    let env = store.environment(project, environment).await?;
+    let environments = sqlx::query_scalar!(
+        "select name from environment where project_id = $1 order by position",
+        env.project_id
+    )
+    .fetch_all(store.pool())
+    .await?;
+    let (can_change, who_may_change) = may_change(store.pool(), project, environment, role).await?;
+    let version = sqlx::query_scalar!(
+        r#"select coalesce(max(version), 0) as "version!" from flag_snapshot where environment_id = $1"#,
+        env.id.0
+    )
+    .fetch_one(store.pool())
+    .await?;
+    let flags = store
+        .flags(env.id)
+        .await?
+        .into_iter()
+        .map(|flag| {
+            let strategies = &flag.state.strategies;
+            FlagRow {
+                rollout: single_rollout(strategies),
+                targeting: strategies.iter().map(describe_strategy).collect(),
+                variants: flag
+                    .state
+                    .variants
+                    .iter()
+                    .map(|v| format!("{} {} %", v.name, f64::from(v.weight) / 10.0))
+                    .collect(),
+                strategies_json: serde_json::to_string_pretty(strategies).unwrap_or_default(),
+                variants_json: serde_json::to_string_pretty(&flag.state.variants)
+                    .unwrap_or_default(),
+                enabled: flag.state.enabled,
+                name: flag.name,
+                flag_type: flag.flag_type.as_str().to_string(),
+                description: flag.description,
+                owner: flag.owner,
+                stale: flag.stale,
+                potentially_stale: flag.potentially_stale,
+                changed_at: flag.changed_at,
+                changed_by: flag.changed_by,
+            }
+        })
+        .collect();
+    Ok(FlagsPage {
+        project: env.project_key,
+        environment: env.name,
+        environments,
+        version,
+        can_change,
+        who_may_change,
+        flags,
+    })
+}
+
+/// The newest snapshots of an environment, each with what it changed.
+pub async fn history(
+    store: &FlagStore,
+    environment: EnvironmentId,
+    limit: i64,
+) -> Result<Vec<HistoryEntry>, SnapshotError> {
+    let page = store
+        .list_snapshots(
+            environment,
+            SnapshotQuery {
+                before_version: None,
+                limit,
+            },
+        )
+        .await?;
+    let mut entries = Vec::with_capacity(page.snapshots.len());
+    for snapshot in page.snapshots {
+        let changes = if snapshot.version > 1 {
+            store
+                .diff(environment, snapshot.version - 1, snapshot.version)
+                .await?
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        } else {
+            store
+                .snapshot(environment, snapshot.version)
+                .await?
+                .state
+                .features
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{}: created, {}",
+                        f.name,
+                        if f.enabled { "on" } else { "off" }
+                    )
+                })
+                .collect()
+        };
+        entries.push(HistoryEntry {
+            version: snapshot.version,
+            created_at: snapshot.created_at,
+            created_by: snapshot.created_by,
+            reason: snapshot.reason,
+            restored_from: snapshot.restored_from,
+            changes,
+        });
+    }
+    Ok(entries)
+}
+
+/// The rollout percentage when the strategies are exactly one unconstrained gradual rollout.
+pub fn single_rollout(strategies: &[Strategy]) -> Option<u8> {
+    match strategies {
+        [] => Some(100),
+        [only]
+            if only.name == "flexibleRollout"
+                && only.constraints.is_empty()
+                && only.segments.is_empty() =>
+        {
+            only.parameters
+                .get("rollout")?
+                .parse()
+                .ok()
+                .filter(|p| *p <= 100)
+        }
+        _ => None,
+    }
+}
+
+/// A strategy in words: who it turns the flag on for.
+pub fn describe_strategy(strategy: &Strategy) -> String {
+    let parameter = |name: &str| {
+        strategy
+            .parameters
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or("")
+    };
+    let list = |name: &str| {
+        parameter(name)
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut text = match strategy.name.as_str() {
+        "default" => "everyone".to_string(),
+        "flexibleRollout"
+        | "gradualRolloutUserId"
+        | "gradualRolloutSessionId"
+        | "gradualRolloutRandom" => {
+            let percent = if parameter("rollout").is_empty() {
+                parameter("percentage")
+            } else {
+                parameter("rollout")
+            };
+            let stickiness = match (strategy.name.as_str(), parameter("stickiness")) {
+                ("gradualRolloutUserId", _) => "userId",
+                ("gradualRolloutSessionId", _) => "sessionId",
+                ("gradualRolloutRandom", _) | (_, "random") => "random",
+                (_, "" | "default") => "userId, else sessionId",
+                (_, other) => other,
+            };
+            format!("{percent} % of users (by {stickiness})")
+        }
+        "userWithId" => format!("users {}", list("userIds")),
+        "remoteAddress" => format!("addresses {}", list("IPs")),
+        "applicationHostname" => format!("hosts {}", list("hostNames")),
+        other => format!("custom strategy {other} (Flightdeck treats it as off)"),
+    };
+    let mut conditions: Vec<String> = strategy
+        .constraints
+        .iter()
+        .map(describe_constraint)
+        .collect();
+    conditions.extend(
+        strategy
+            .segments
+            .iter()
+            .map(|id| format!("in segment {id}")),
+    );
+    if !conditions.is_empty() {
+        text.push_str(" where ");
+        text.push_str(&conditions.join(" and "));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn strategy(value: serde_json::Value) -> Strategy {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn strategies_read_as_who_gets_the_flag() {
+        let rollout = strategy(json!({"name": "flexibleRollout",
+            "parameters": {"rollout": "25", "stickiness": "default", "groupId": "x"},
+            "constraints": [{"contextName": "plan", "operator": "IN", "values": ["pro"]}]}));
+        assert_eq!(
+            describe_strategy(&rollout),
+            "25 % of users (by userId, else sessionId) where plan IN [pro]"
+        );
+        let users =
+            strategy(json!({"name": "userWithId", "parameters": {"userIds": "ada, grace"}}));
+        assert_eq!(describe_strategy(&users), "users ada, grace");
+        assert_eq!(
+            single_rollout(&[rollout]),
+            None,
+            "a constrained rollout is not the slider's"
+        );
+        let plain = strategy(json!({"name": "flexibleRollout", "parameters": {"rollout": "40"}}));
+        assert_eq!(single_rollout(&[plain]), Some(40));
+        assert_eq!(single_rollout(&[]), Some(100));
+    }
+}

@@ -1,0 +1,148 @@
+// The flags page: a developer creates a flag, switches it on and rolls it out; a release manager
+// on a phone flips the kill switch; history shows what changed and a snapshot is restored. An
+// unmodified Unleash frontend SDK watches the same environment and sees every change.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { UnleashClient } from 'unleash-proxy-client';
+import { startPortal, launchBrowser, signIn, hydrated, shot, PHONE } from '../lib/harness.mjs';
+
+let portal;
+let browser;
+let sdk;
+
+before(async () => {
+  portal = await startPortal({ dana: 'developer', rhea: 'release-manager', vera: 'viewer' });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  sdk?.stop();
+  await browser?.close();
+  await portal?.stop();
+});
+
+/** An Unleash frontend SDK for an environment, refreshing every second. */
+async function startSdk(environment, userId) {
+  const token = portal.cli(['flags', 'sdk-token', 'create', '--project', 'studybuddy', '--environment', environment,
+    '--kind', 'frontend', `browser-test-${environment}`]).trim().split('\n').pop();
+  const client = new UnleashClient({
+    url: `${portal.url}/api/frontend`,
+    clientKey: token,
+    appName: 'studybuddy-web',
+    refreshInterval: 1,
+    disableMetrics: true,
+    context: { userId },
+  });
+  await client.start();
+  return client;
+}
+
+/** Waits until `check()` holds, polling; returns the milliseconds it took. */
+async function until(check, what, timeout = 3000) {
+  const started = Date.now();
+  while (!check()) {
+    if (Date.now() - started > timeout) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return Date.now() - started;
+}
+
+test('a developer creates a flag, switches it on and rolls it out; the SDK follows', async () => {
+  sdk = await startSdk('staging', 'user-7');
+  const page = await browser.context.newPage();
+  await signIn(page, portal, 'dana', '/projects/studybuddy/flags/staging');
+  await hydrated(page);
+  await page.getByRole('heading', { name: 'No flags yet' }).waitFor();
+
+  await page.getByText('Create a flag').click();
+  await page.getByLabel('Flag name').fill('smart-reminders');
+  await page.getByLabel('Description').fill('Reminds students before a study session');
+  await page.getByRole('button', { name: 'Create flag' }).click();
+  const card = page.locator('[data-flag="smart-reminders"]');
+  await card.getByText('Off for everyone').waitFor();
+  assert.equal(sdk.isEnabled('smart-reminders'), false);
+
+  await card.getByRole('switch', { name: 'smart-reminders: turn on' }).click();
+  await card.getByText('On for everyone').waitFor();
+  const seenOn = await until(() => sdk.isEnabled('smart-reminders'), 'the SDK to see the flag on');
+  console.log(`the SDK saw the flag switched on ${seenOn} ms after the page showed it`);
+
+  // A rollout of 0 % turns it off for user-7, 100 % back on.
+  // Saving folds the editor; open it when it is folded.
+  const editor = card.getByRole('button', { name: 'Change rollout, strategies or variants' });
+  const openEditor = async () => {
+    if ((await editor.getAttribute('aria-expanded')) !== 'true') await editor.click();
+  };
+  await openEditor();
+  await card.getByRole('slider').fill('0');
+  await card.getByText('Gradual rollout: 0 %').waitFor();
+  await card.getByRole('button', { name: 'Save rollout' }).click();
+  await card.getByText('On for 0 % of users').waitFor();
+  await until(() => !sdk.isEnabled('smart-reminders'), 'the SDK to leave user-7 out of a 0 % rollout');
+  await openEditor();
+  await card.getByRole('slider').fill('100');
+  await card.getByRole('button', { name: 'Save rollout' }).click();
+  await card.getByText('On for 100 % of users').waitFor();
+  await until(() => sdk.isEnabled('smart-reminders'), 'the SDK to see the 100 % rollout');
+
+  // The history says what each change did.
+  const history = page.locator('.history');
+  await history.getByText('smart-reminders: gradual rollout: rollout 0 % → 100 %').or(history.getByText(/rollout.*100/)).first().waitFor();
+  await shot(page, 'flags-desktop');
+  await page.close();
+});
+
+test('a viewer sees the flags but cannot switch them', async () => {
+  const page = await browser.context.newPage();
+  await signIn(page, portal, 'vera', '/projects/studybuddy/flags/staging');
+  await hydrated(page);
+  await page.getByText(/You can look\. Flags in staging are changed by the developer, QA, release manager or admin role/i).waitFor();
+  assert.equal(await page.locator('[data-flag="smart-reminders"]').getByRole('switch').isDisabled(), true);
+  assert.equal(await page.getByText('Kill switch', { exact: true }).count(), 0);
+  assert.equal(await page.getByText('Create a flag').count(), 0);
+  await page.close();
+});
+
+test('on a phone a release manager flips the kill switch and restores the flags afterwards', async () => {
+  const context = browser.context;
+  const page = await context.newPage();
+  await page.setViewportSize(PHONE);
+  await signIn(page, portal, 'rhea', '/projects/studybuddy/flags/staging');
+  await hydrated(page);
+  const card = page.locator('[data-flag="smart-reminders"]');
+  await card.getByText('On for 100 % of users').waitFor();
+  const before = Number(await page.locator('.history-entry').first().getAttribute('data-version'));
+
+  const kill = card.getByRole('button', { name: 'Kill switch', exact: true });
+  const box = await kill.boundingBox();
+  assert.ok(box.height >= 48 && box.width >= PHONE.width * 0.7, `the kill switch is one big tap (${box.width}×${box.height})`);
+  await kill.click();
+  await shot(page, 'flags-kill-confirm-phone');
+  assert.equal(sdk.isEnabled('smart-reminders'), true, 'nothing happens before the confirmation');
+  const tapped = Date.now();
+  await card.getByRole('button', { name: 'Yes, turn it off' }).click();
+  await card.getByText('Off for everyone').waitFor();
+  await until(() => !sdk.isEnabled('smart-reminders'), 'the SDK to see the kill switch');
+  console.log(`the SDK saw the kill switch ${Date.now() - tapped} ms after the tap`);
+  await page.locator('.history-entry').first().getByText('smart-reminders killed').waitFor();
+  await shot(page, 'flags-killed-phone');
+
+  // Restore the snapshot from before the kill: the flag is back on for the SDK.
+  const entry = page.locator(`.history-entry[data-version="${before}"]`);
+  await entry.getByRole('button', { name: `Restore snapshot ${before}` }).click();
+  await entry.getByRole('button', { name: 'Yes, restore' }).click();
+  await page.getByText(/Restored: the flags are now snapshot/).waitFor();
+  await card.getByText('On for 100 % of users').waitFor();
+  await until(() => sdk.isEnabled('smart-reminders'), 'the SDK to see the restored flag');
+
+  // Restoring the same snapshot again changes nothing.
+  const newest = Number(await page.locator('.history-entry').first().getAttribute('data-version'));
+  const again = entry.getByRole('button', { name: `Restore snapshot ${before}` });
+  if ((await again.getAttribute('aria-expanded')) !== 'true') await again.click();
+  await entry.getByRole('button', { name: 'Yes, restore' }).click();
+  await page.getByText(/Nothing to restore/).waitFor();
+  assert.equal(Number(await page.locator('.history-entry').first().getAttribute('data-version')), newest);
+  await shot(page, 'flags-restored-phone');
+  await page.close();
+});
