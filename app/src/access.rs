@@ -51,6 +51,7 @@ pub fn server_fns() -> Vec<(&'static str, Access)> {
         (flags::SetFlagRollout::PATH, FLAG_CHANGERS),
         (flags::SetFlagDefinition::PATH, FLAG_CHANGERS),
         (flags::RestoreFlags::PATH, FLAG_CHANGERS),
+        (flags::DecideFlagChange::PATH, FLAG_CHANGERS),
         (flags::CreateFlag::PATH, Access::people(RoleSet::DEVELOPERS)),
         (
             flags::ListSdkTokens::PATH,

@@ -189,6 +189,20 @@ mod ssr {
         }
     }
 
+    impl From<domain::flags::change::ChangeError> for AppError {
+        fn from(e: domain::flags::change::ChangeError) -> Self {
+            use domain::flags::change::ChangeError as E;
+            match e {
+                E::Flag(e) => e.into(),
+                E::NotFound(_) => AppError::NotFound(e.to_string()),
+                E::OwnChange => AppError::Forbidden(e.to_string()),
+                E::BadTime(_) => AppError::invalid("apply_at", e),
+                E::KillWaits => AppError::invalid("apply_at", e),
+                E::Database(e) => AppError::internal(e),
+            }
+        }
+    }
+
     impl From<domain::flags::SdkTokenError> for AppError {
         fn from(e: domain::flags::SdkTokenError) -> Self {
             use domain::flags::SdkTokenError as E;

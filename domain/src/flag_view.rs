@@ -94,6 +94,10 @@ pub struct FlagsPage {
     pub can_change: bool,
     /// Who may, in words, for the notice shown to the others.
     pub who_may_change: String,
+    /// Whether changes here wait for another person's approval (the kill switch never does).
+    pub needs_approval: bool,
+    /// Changes waiting for an approval or their time, oldest first.
+    pub waiting: Vec<WaitingChange>,
     pub flags: Vec<FlagRow>,
 }
 
@@ -140,4 +144,31 @@ pub struct RestoreOutcome {
     /// False when it already had those flags: nothing was written.
     pub changed: bool,
     pub changes: Vec<String>,
+}
+
+/// A flag change waiting for an approval or for its time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitingChange {
+    pub id: i64,
+    pub flag: String,
+    pub summary: String,
+    pub requested_by: String,
+    pub requested_at: DateTime<Utc>,
+    pub apply_at: Option<DateTime<Utc>>,
+    /// True while it waits for an approval; false once approved (it waits for its time).
+    pub needs_approval: bool,
+    pub approved_by: Option<String>,
+}
+
+/// What asking for a flag change did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeOutcome {
+    /// Applied now; false when the flag already was so.
+    Applied { changed: bool },
+    /// Waiting for an approval, for its time, or both.
+    Waiting {
+        id: i64,
+        needs_approval: bool,
+        apply_at: Option<DateTime<Utc>>,
+    },
 }

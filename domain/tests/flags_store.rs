@@ -1170,3 +1170,169 @@ async fn bad_input_gives_typed_errors_and_writes_nothing() {
 
     assert_eq!(written().await, before, "nothing was written");
 }
+
+fn bob() -> Actor {
+    Actor {
+        kind: "user",
+        id: None,
+        name: "bob".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_change_that_needs_an_approval_waits_for_another_person_and_is_applied_once() {
+    use domain::flag_view::ChangeOutcome;
+    use domain::flags::change::{ChangeError, Decision, FlagChanges};
+    use domain::flags::definition::EnvironmentEdit;
+    let db = TestDb::new().await;
+    let env = project(&db.pool, "shop", &["production"]).await[0];
+    let store = FlagStore::new(db.pool.clone());
+    store
+        .create("shop", release("checkout"), alice(), &origin())
+        .await
+        .unwrap();
+    let changes = FlagChanges::new(&store);
+    let before = versions(&store, env).await;
+
+    let on = EnvironmentEdit::Enable { enabled: true };
+    let outcome = changes
+        .request(env, &name("checkout"), on, true, None, alice(), &origin())
+        .await
+        .unwrap();
+    let ChangeOutcome::Waiting {
+        id,
+        needs_approval: true,
+        ..
+    } = outcome
+    else {
+        panic!("expected a waiting change, got {outcome:?}");
+    };
+    assert_eq!(versions(&store, env).await, before, "nothing changed yet");
+    assert_eq!(changes.apply_due().await.unwrap(), 0, "not approved yet");
+    let own = changes
+        .decide(env, id, Decision::Approve, alice(), &origin())
+        .await;
+    assert!(matches!(own, Err(ChangeError::OwnChange)), "{own:?}");
+
+    // Two replicas racing to apply it after the approval: one change, one snapshot.
+    assert_eq!(
+        changes
+            .decide(env, id, Decision::Approve, bob(), &origin())
+            .await
+            .unwrap(),
+        "approved"
+    );
+    let (a, b) = tokio::join!(changes.apply_due(), changes.apply_due());
+    assert_eq!(
+        a.unwrap() + b.unwrap(),
+        0,
+        "the approval applied it at once"
+    );
+    assert_eq!(versions(&store, env).await.len(), before.len() + 1);
+    let state = store.current(env).await.unwrap().state;
+    assert!(state.features[0].enabled);
+    assert_eq!(audit(&db.pool, "flag.change_approved").await.len(), 1);
+    let applied: Vec<String> =
+        sqlx::query_scalar("select actor_name from audit_event where action = 'flag.enabled'")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        applied,
+        ["alice"],
+        "applied once, in the name of the person who asked"
+    );
+    assert!(changes.waiting(env).await.unwrap().is_empty());
+
+    // The kill switch never waits, even here.
+    let killed = changes
+        .request(
+            env,
+            &name("checkout"),
+            EnvironmentEdit::Kill,
+            true,
+            None,
+            bob(),
+            &origin(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(killed, ChangeOutcome::Applied { changed: true });
+}
+
+#[tokio::test]
+async fn a_scheduled_change_is_applied_when_its_time_comes_and_a_rejected_one_never() {
+    use domain::flag_view::ChangeOutcome;
+    use domain::flags::change::{Decision, FlagChanges};
+    use domain::flags::definition::EnvironmentEdit;
+    let db = TestDb::new().await;
+    let env = project(&db.pool, "shop", &["staging"]).await[0];
+    let store = FlagStore::new(db.pool.clone());
+    store
+        .create("shop", release("checkout"), alice(), &origin())
+        .await
+        .unwrap();
+    let changes = FlagChanges::new(&store);
+    let soon = chrono::Utc::now() + chrono::Duration::milliseconds(600);
+    let on = EnvironmentEdit::Enable { enabled: true };
+    let outcome = changes
+        .request(
+            env,
+            &name("checkout"),
+            on,
+            false,
+            Some(soon),
+            alice(),
+            &origin(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        outcome,
+        ChangeOutcome::Waiting {
+            needs_approval: false,
+            ..
+        }
+    ));
+    assert_eq!(changes.apply_due().await.unwrap(), 0, "not yet");
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(changes.apply_due().await.unwrap(), 1);
+    assert_eq!(changes.apply_due().await.unwrap(), 0, "once");
+    assert!(store.current(env).await.unwrap().state.features[0].enabled);
+
+    let off = EnvironmentEdit::Enable { enabled: false };
+    let ChangeOutcome::Waiting { id, .. } = changes
+        .request(env, &name("checkout"), off, true, None, alice(), &origin())
+        .await
+        .unwrap()
+    else {
+        panic!("expected a waiting change");
+    };
+    changes
+        .decide(env, id, Decision::Reject, bob(), &origin())
+        .await
+        .unwrap();
+    assert_eq!(changes.apply_due().await.unwrap(), 0);
+    assert!(
+        store.current(env).await.unwrap().state.features[0].enabled,
+        "still on"
+    );
+    assert_eq!(audit(&db.pool, "flag.change_rejected").await.len(), 1);
+    let past = chrono::Utc::now() - chrono::Duration::days(2);
+    let on = EnvironmentEdit::Enable { enabled: true };
+    assert!(
+        changes
+            .request(
+                env,
+                &name("checkout"),
+                on,
+                false,
+                Some(past),
+                alice(),
+                &origin()
+            )
+            .await
+            .is_err(),
+        "a time in the past is refused"
+    );
+}

@@ -12,7 +12,7 @@ let browser;
 let sdk;
 
 before(async () => {
-  portal = await startPortal({ dana: 'developer', rhea: 'release-manager', vera: 'viewer' });
+  portal = await startPortal({ dana: 'developer', rhea: 'release-manager', rob: 'release-manager', vera: 'viewer' });
   browser = await launchBrowser();
 });
 
@@ -145,4 +145,57 @@ test('on a phone a release manager flips the kill switch and restores the flags 
   assert.equal(Number(await page.locator('.history-entry').first().getAttribute('data-version')), newest);
   await shot(page, 'flags-restored-phone');
   await page.close();
+});
+
+test('in production a change waits for a second release manager; a scheduled change applies on time', async () => {
+  const production = await startSdk('production', 'user-7');
+  try {
+    portal.cli(['flags', 'set', '--project', 'studybuddy', '--environment', 'staging', 'smart-reminders', 'on']);
+    const page = await browser.context.newPage();
+    await page.setViewportSize(PHONE);
+    await signIn(page, portal, 'rhea', '/projects/studybuddy/flags/production');
+    await hydrated(page);
+    await page.getByText(/Changes in production wait for another person's approval/).waitFor();
+    const card = page.locator('[data-flag="smart-reminders"]');
+    await card.getByRole('switch', { name: 'smart-reminders: turn on' }).click();
+    await page.getByText("Asked for: the change waits for another person's approval.").waitFor();
+    const waiting = page.locator('.waiting-change').first();
+    await waiting.getByText('smart-reminders on').waitFor();
+    await card.getByText('Off for everyone').waitFor();
+    // Rhea cannot approve her own change.
+    await waiting.getByRole('button', { name: 'Approve' }).click();
+    await page.getByText('you asked for this change; another person approves it').waitFor();
+    await shot(page, 'flags-waiting-phone');
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal(production.isEnabled('smart-reminders'), false, 'nothing changed before the approval');
+    await page.close();
+
+    const other = await browser.context.newPage();
+    await signIn(other, portal, 'rob', '/projects/studybuddy/flags/production');
+    await hydrated(other);
+    const approved = Date.now();
+    await other.locator('.waiting-change').first().getByRole('button', { name: 'Approve' }).click();
+    await other.locator('[data-flag="smart-reminders"]').getByText('On for everyone').waitFor();
+    await until(() => production.isEnabled('smart-reminders'), 'the SDK to see the approved change');
+    console.log(`the SDK saw the approved change ${Date.now() - approved} ms after the approval`);
+    await other.close();
+
+    // A developer in staging schedules the flag off a few seconds from now.
+    const dev = await browser.context.newPage();
+    await signIn(dev, portal, 'dana', '/projects/studybuddy/flags/staging');
+    await hydrated(dev);
+    const staging = dev.locator('[data-flag="smart-reminders"]');
+    await staging.getByRole('button', { name: 'Change rollout, strategies or variants' }).click();
+    const at = new Date(Date.now() + 4000).toISOString().slice(0, 19);
+    await staging.locator('.schedule-form select').selectOption('false');
+    await staging.locator('.schedule-form input[name="apply_at"]').fill(at);
+    await staging.locator('.schedule-form').getByRole('button', { name: 'Schedule' }).click();
+    await dev.getByText(/Scheduled for/).waitFor();
+    await dev.locator('.waiting-change').getByText('smart-reminders off').waitFor();
+    await until(() => !sdk.isEnabled('smart-reminders'), 'the SDK to see the scheduled change', 12_000);
+    await staging.getByText('Off for everyone').waitFor();
+    await dev.close();
+  } finally {
+    production.stop();
+  }
 });

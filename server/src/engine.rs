@@ -1,5 +1,5 @@
 //! Background services every server process runs: taking back jobs from runners that died,
-//! deleting expired sessions and old artifacts. Each is safe to run on every replica at once:
+//! applying flag changes whose time has come, deleting expired sessions and old artifacts. Each is safe to run on every replica at once:
 //! the work is claimed in the database.
 
 use domain::portal::Portal;
@@ -10,11 +10,14 @@ use tokio_util::sync::CancellationToken;
 /// How often expired leases are looked for (a lease is 30 s, so a dead runner's job is back in
 /// the queue within 35 s).
 const REAP_INTERVAL: Duration = Duration::from_secs(5);
+/// How often flag changes whose time has come (approved, or scheduled) are looked for.
+const FLAG_CHANGE_INTERVAL: Duration = Duration::from_secs(1);
 /// How often expired sessions and old artifacts are deleted.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(3600);
 
 pub fn start(portal: Portal, shutdown: CancellationToken) {
     tokio::spawn(reap_leases(portal.clone(), shutdown.clone()));
+    tokio::spawn(apply_flag_changes(portal.clone(), shutdown.clone()));
     tokio::spawn(housekeeping(portal, shutdown));
 }
 
@@ -27,6 +30,22 @@ async fn reap_leases(portal: Portal, shutdown: CancellationToken) {
                 Ok(0) => {}
                 Ok(n) => tracing::warn!(jobs = n, "took back jobs whose runner stopped answering"),
                 Err(error) => tracing::warn!(%error, "could not check runner leases"),
+            },
+        }
+    }
+}
+
+async fn apply_flag_changes(portal: Portal, shutdown: CancellationToken) {
+    let store = domain::flags::FlagStore::new(portal.pool.clone());
+    let changes = domain::flags::change::FlagChanges::new(&store);
+    let mut tick = tokio::time::interval(FLAG_CHANGE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => match changes.apply_due().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(changes = n, "applied flag changes whose time had come"),
+                Err(error) => tracing::warn!(%error, "could not apply waiting flag changes"),
             },
         }
     }

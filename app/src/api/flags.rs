@@ -3,7 +3,9 @@
 //! transaction.
 
 use crate::error::AppError;
-use domain::flag_view::{FlagsPage, HistoryEntry, NewSdkToken, RestoreOutcome, SdkTokenSummary};
+use domain::flag_view::{
+    ChangeOutcome, FlagsPage, HistoryEntry, NewSdkToken, RestoreOutcome, SdkTokenSummary,
+};
 use leptos::prelude::*;
 
 /// How many snapshots the history shows.
@@ -38,7 +40,8 @@ pub async fn set_flag_enabled(
     flag: String,
     enabled: bool,
     #[server(default)] kill: bool,
-) -> Result<bool, AppError> {
+    #[server(default)] apply_at: String,
+) -> Result<ChangeOutcome, AppError> {
     use domain::flags::definition::EnvironmentEdit;
     let caller = crate::access::authorize::<SetFlagEnabled>()?;
     let edit = match (enabled, kill) {
@@ -51,7 +54,7 @@ pub async fn set_flag_enabled(
         }
         (enabled, false) => EnvironmentEdit::Enable { enabled },
     };
-    change(&caller, &project, &environment, &flag, edit).await
+    change(&caller, &project, &environment, &flag, edit, &apply_at).await
 }
 
 /// Sets a flag's gradual rollout: one strategy, `rollout` % of users by `stickiness`.
@@ -62,7 +65,8 @@ pub async fn set_flag_rollout(
     flag: String,
     rollout: u8,
     stickiness: String,
-) -> Result<bool, AppError> {
+    #[server(default)] apply_at: String,
+) -> Result<ChangeOutcome, AppError> {
     use domain::flags::definition::{EnvironmentEdit, Strategies};
     let caller = crate::access::authorize::<SetFlagRollout>()?;
     if rollout > 100 {
@@ -80,14 +84,8 @@ pub async fn set_flag_rollout(
     }]);
     let strategies: Strategies =
         serde_json::from_value(strategy).map_err(|e| AppError::invalid("rollout", e))?;
-    change(
-        &caller,
-        &project,
-        &environment,
-        &flag,
-        EnvironmentEdit::Strategies { strategies },
-    )
-    .await
+    let edit = EnvironmentEdit::Strategies { strategies };
+    change(&caller, &project, &environment, &flag, edit, &apply_at).await
 }
 
 /// Replaces a flag's strategies and variants with Unleash JSON (the advanced editor). Every
@@ -99,7 +97,8 @@ pub async fn set_flag_definition(
     flag: String,
     strategies: String,
     variants: String,
-) -> Result<bool, AppError> {
+    #[server(default)] apply_at: String,
+) -> Result<ChangeOutcome, AppError> {
     use domain::flags::definition::{EnvironmentEdit, Strategies, Variants};
     let caller = crate::access::authorize::<SetFlagDefinition>()?;
     let strategies: Strategies = serde_json::from_str(&strategies).map_err(|e| {
@@ -114,23 +113,43 @@ pub async fn set_flag_definition(
             format!("line {}, column {}: {e}", e.line(), e.column()),
         )
     })?;
-    let first = change(
-        &caller,
-        &project,
-        &environment,
-        &flag,
-        EnvironmentEdit::Strategies { strategies },
-    )
-    .await?;
-    let second = change(
-        &caller,
-        &project,
-        &environment,
-        &flag,
-        EnvironmentEdit::Variants { variants },
-    )
-    .await?;
-    Ok(first || second)
+    let edit = EnvironmentEdit::Strategies { strategies };
+    let first = change(&caller, &project, &environment, &flag, edit, &apply_at).await?;
+    let edit = EnvironmentEdit::Variants { variants };
+    let second = change(&caller, &project, &environment, &flag, edit, &apply_at).await?;
+    Ok(match (first, second) {
+        (ChangeOutcome::Applied { changed: a }, ChangeOutcome::Applied { changed: b }) => {
+            ChangeOutcome::Applied { changed: a || b }
+        }
+        (waiting @ ChangeOutcome::Waiting { .. }, _) | (_, waiting) => waiting,
+    })
+}
+
+/// Approves, rejects or cancels a waiting change (`decision`: approve, reject, cancel).
+#[server(prefix = "/fn", endpoint = "decide_flag_change")]
+pub async fn decide_flag_change(
+    project: String,
+    environment: String,
+    id: i64,
+    decision: String,
+) -> Result<String, AppError> {
+    use domain::audit::Actor;
+    use domain::flags::change::{Decision, FlagChanges};
+    let caller = crate::access::authorize::<DecideFlagChange>()?;
+    let decision = match decision.as_str() {
+        "approve" => Decision::Approve,
+        "reject" => Decision::Reject,
+        "cancel" => Decision::Cancel,
+        _ => return Err(AppError::invalid("decision", "approve, reject or cancel")),
+    };
+    let portal = super::portal()?;
+    let store = domain::flags::FlagStore::new(portal.pool.clone());
+    let (env, _) = check_may_change(&caller, &store, &project, &environment).await?;
+    let actor = Actor::of(caller.principal.as_ref());
+    let state = FlagChanges::new(&store)
+        .decide(env, id, decision, actor, &caller.origin)
+        .await?;
+    Ok(state.to_string())
 }
 
 #[server(prefix = "/fn", endpoint = "create_flag")]
@@ -178,7 +197,7 @@ pub async fn restore_flags(
     let caller = crate::access::authorize::<RestoreFlags>()?;
     let portal = super::portal()?;
     let store = domain::flags::FlagStore::new(portal.pool.clone());
-    let env = check_may_change(&caller, &store, &project, &environment).await?;
+    let (env, _) = check_may_change(&caller, &store, &project, &environment).await?;
     let actor = Actor::of(caller.principal.as_ref());
     Ok(
         match store
@@ -253,29 +272,55 @@ pub async fn revoke_sdk_token(project: String, id: String) -> Result<bool, AppEr
         .await?)
 }
 
-/// Checks that the person may change flags in this environment; returns its id.
+/// Checks that the person may change flags in this environment; returns its id and whether
+/// changes there wait for an approval.
 #[cfg(feature = "ssr")]
 async fn check_may_change(
     caller: &domain::auth::Caller,
     store: &domain::flags::FlagStore,
     project: &str,
     environment: &str,
-) -> Result<domain::flags::store::EnvironmentId, AppError> {
+) -> Result<(domain::flags::store::EnvironmentId, bool), AppError> {
     let person = crate::access::person(caller)?;
     let env = store.environment(project, environment).await?;
-    let (allowed, who) =
-        domain::flags::page::may_change(store.pool(), project, environment, person.role).await?;
-    if !allowed {
+    let permission =
+        domain::flags::page::permission(store.pool(), project, environment, person.role).await?;
+    if !permission.allowed {
         return Err(AppError::Forbidden(format!(
-            "Flags in {environment} are changed by the {who} role; you are signed in as {} ({}).",
+            "Flags in {environment} are changed by the {} role; you are signed in as {} ({}).",
+            permission.who,
             person.username,
             person.role.label()
         )));
     }
-    Ok(env.id)
+    Ok((env.id, permission.needs_approval))
 }
 
-/// Applies one edit in one environment; true when something changed.
+/// Reads the optional "apply at" time of a form: RFC 3339, or the browser's
+/// `datetime-local` (`2026-11-29T18:00`), taken as UTC as the page says.
+#[cfg(feature = "ssr")]
+fn parse_apply_at(text: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, AppError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(Some(at.with_timezone(&chrono::Utc)));
+    }
+    ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+        .iter()
+        .find_map(|format| chrono::NaiveDateTime::parse_from_str(text, format).ok())
+        .map(|at| Some(at.and_utc()))
+        .ok_or_else(|| {
+            AppError::invalid(
+                "apply_at",
+                format!("{text:?} is not a time like 2026-11-29T18:00 (UTC)"),
+            )
+        })
+}
+
+/// Applies one edit in one environment now, or stores it to wait for an approval (where the
+/// environment requires one) or for its time.
 #[cfg(feature = "ssr")]
 async fn change(
     caller: &domain::auth::Caller,
@@ -283,21 +328,26 @@ async fn change(
     environment: &str,
     flag: &str,
     edit: domain::flags::definition::EnvironmentEdit,
-) -> Result<bool, AppError> {
+    apply_at: &str,
+) -> Result<ChangeOutcome, AppError> {
     use domain::audit::Actor;
+    use domain::flags::change::FlagChanges;
     use domain::flags::definition::FlagName;
+    let apply_at = parse_apply_at(apply_at)?;
     let portal = super::portal()?;
     let store = domain::flags::FlagStore::new(portal.pool.clone());
-    let env = check_may_change(caller, &store, project, environment).await?;
+    let (env, needs_approval) = check_may_change(caller, &store, project, environment).await?;
     let flag = FlagName::parse(flag).map_err(|e| AppError::invalid("flag", e))?;
-    let applied = store
-        .apply(
+    let actor = Actor::of(caller.principal.as_ref());
+    Ok(FlagChanges::new(&store)
+        .request(
             env,
             &flag,
             edit,
-            Actor::of(caller.principal.as_ref()),
+            needs_approval,
+            apply_at,
+            actor,
             &caller.origin,
         )
-        .await?;
-    Ok(applied.changed())
+        .await?)
 }

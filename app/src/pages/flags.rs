@@ -5,12 +5,14 @@
 //! the page reloads its data.
 
 use crate::api::flags::{
-    CreateFlag, CreateSdkToken, RestoreFlags, RevokeSdkToken, SetFlagDefinition, SetFlagEnabled,
-    SetFlagRollout, get_flag_history, get_flags, list_sdk_tokens,
+    CreateFlag, CreateSdkToken, DecideFlagChange, RestoreFlags, RevokeSdkToken, SetFlagDefinition,
+    SetFlagEnabled, SetFlagRollout, get_flag_history, get_flags, list_sdk_tokens,
 };
 use crate::components::{ErrorNotice, action_error, format_time};
 use crate::live::use_live_changes;
-use domain::flag_view::{FlagRow, FlagsPage, HistoryEntry, SdkTokenKind, SdkTokenSummary};
+use domain::flag_view::{
+    ChangeOutcome, FlagRow, FlagsPage, HistoryEntry, SdkTokenKind, SdkTokenSummary, WaitingChange,
+};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
@@ -23,17 +25,19 @@ struct Actions {
     definition: ServerAction<SetFlagDefinition>,
     create: ServerAction<CreateFlag>,
     restore: ServerAction<RestoreFlags>,
+    decide: ServerAction<DecideFlagChange>,
 }
 
 impl Actions {
-    fn versions(&self) -> (usize, usize, usize, usize, usize) {
-        (
+    fn versions(&self) -> [usize; 6] {
+        [
             self.enable.version().get(),
             self.rollout.version().get(),
             self.definition.version().get(),
             self.create.version().get(),
             self.restore.version().get(),
-        )
+            self.decide.version().get(),
+        ]
     }
 }
 
@@ -74,6 +78,7 @@ pub fn FlagsPage() -> impl IntoView {
         definition: ServerAction::new(),
         create: ServerAction::new(),
         restore: ServerAction::new(),
+        decide: ServerAction::new(),
     };
     let open = OpenDetails(RwSignal::new(Default::default()));
     provide_context(open);
@@ -142,6 +147,8 @@ fn Flags(page: FlagsPage, actions: Actions) -> impl IntoView {
         version,
         can_change,
         who_may_change,
+        needs_approval,
+        waiting,
         flags,
     } = page;
     let tabs = environments
@@ -161,7 +168,24 @@ fn Flags(page: FlagsPage, actions: Actions) -> impl IntoView {
             <p>"Create one below; it starts off everywhere. Apps read flags through Unleash or OpenFeature SDKs with a token from "<a href="#sdk-tokens">"SDK tokens"</a>"."</p>
         </section>
     });
+    let approval_note = (can_change && needs_approval).then(|| view! {
+        <p class="hint">{format!("Changes in {environment} wait for another person's approval, or for the time you set. The kill switch and restoring a snapshot act at once.")}</p>
+    });
     let (p, e) = (project.clone(), environment.clone());
+    let waiting_panel = (!waiting.is_empty()).then(|| {
+        let (p, e) = (project.clone(), environment.clone());
+        view! {
+            <section class="panel waiting" aria-labelledby="waiting-title">
+                <h2 id="waiting-title">"Waiting changes"</h2>
+                {action_error(actions.decide.value())}
+                <ul class="waiting-list">
+                    {waiting.into_iter().map(|change| view! {
+                        <WaitingItem change project=p.clone() environment=e.clone() can_change decide=actions.decide />
+                    }).collect_view()}
+                </ul>
+            </section>
+        }
+    });
     view! {
         <div class="page-head">
             <h1>"Feature flags"</h1>
@@ -169,9 +193,14 @@ fn Flags(page: FlagsPage, actions: Actions) -> impl IntoView {
         </div>
         <nav class="tabs" aria-label="Environments">{tabs}</nav>
         {notice}
+        {approval_note}
+        {outcome(actions.enable.value())}
+        {outcome(actions.rollout.value())}
+        {outcome(actions.definition.value())}
         {action_error(actions.enable.value())}
         {action_error(actions.rollout.value())}
         {action_error(actions.definition.value())}
+        {waiting_panel}
         {empty}
         <ul class="flag-list">
             {flags.into_iter().map(|flag| view! {
@@ -179,6 +208,91 @@ fn Flags(page: FlagsPage, actions: Actions) -> impl IntoView {
             }).collect_view()}
         </ul>
         {can_change.then(|| view! { <CreateFlag project=project.clone() create=actions.create /> })}
+    }
+}
+
+/// Says when a change did not happen at once: it waits for an approval or for its time.
+fn outcome<S>(value: S) -> impl IntoView
+where
+    S: Get<Value = Option<Result<ChangeOutcome, crate::error::AppError>>> + Send + Sync + 'static,
+{
+    move || match value.get() {
+        Some(Ok(ChangeOutcome::Waiting {
+            needs_approval,
+            apply_at,
+            ..
+        })) => {
+            let text = match (needs_approval, apply_at) {
+                (true, Some(at)) => format!(
+                    "Asked for: the change waits for an approval, then for {}.",
+                    format_time(at)
+                ),
+                (true, None) => {
+                    "Asked for: the change waits for another person's approval.".to_string()
+                }
+                (false, Some(at)) => format!("Scheduled for {}.", format_time(at)),
+                (false, None) => "Asked for.".to_string(),
+            };
+            Some(view! { <p class="notice notice-ok" role="status">{text}</p> })
+        }
+        _ => None,
+    }
+}
+
+#[component]
+fn WaitingItem(
+    change: WaitingChange,
+    project: String,
+    environment: String,
+    can_change: bool,
+    decide: ServerAction<DecideFlagChange>,
+) -> impl IntoView {
+    let WaitingChange {
+        id,
+        summary,
+        requested_by,
+        requested_at,
+        apply_at,
+        needs_approval,
+        approved_by,
+        ..
+    } = change;
+    let when = match (needs_approval, apply_at, approved_by) {
+        (true, Some(at), _) => format!("waits for an approval, then for {}", format_time(at)),
+        (true, None, _) => "waits for an approval".to_string(),
+        (false, Some(at), Some(by)) => format!("approved by {by}; applies {}", format_time(at)),
+        (false, Some(at), None) => format!("applies {}", format_time(at)),
+        (false, None, _) => "being applied".to_string(),
+    };
+    let button = move |decision: &'static str, label: &'static str, class: &'static str| {
+        let (project, environment) = (project.clone(), environment.clone());
+        view! {
+            <ActionForm action=decide attr:class="inline">
+                <input type="hidden" name="project" value=project />
+                <input type="hidden" name="environment" value=environment />
+                <input type="hidden" name="id" value=id.to_string() />
+                <input type="hidden" name="decision" value=decision />
+                <button type="submit" class=class>{label}</button>
+            </ActionForm>
+        }
+    };
+    let buttons = can_change.then(|| {
+        view! {
+            <div class="actions">
+                {needs_approval.then(|| button("approve", "Approve", "button primary small"))}
+                {needs_approval.then(|| button("reject", "Reject", "button subtle small"))}
+                {button("cancel", "Cancel", "button subtle small")}
+            </div>
+        }
+    });
+    view! {
+        <li class="waiting-change" data-change=id.to_string()>
+            <div>
+                <strong>{summary}</strong>
+                <br /><span class="small muted">{format!("asked by {requested_by}, {} · {when}", format_time(requested_at))}</span>
+            </div>
+            {buttons}
+        </li>
     }
 }
 
@@ -261,8 +375,21 @@ fn FlagCard(
         let form = move || {
             let (hidden, strategies_json, variants_json) =
                 (hidden.clone(), strategies_json.clone(), variants_json.clone());
+            let for_rollout = hidden.clone();
+            let for_schedule = hidden.clone();
             is_open().then(move || view! {
-                <RolloutForm hidden=hidden.clone() rollout action=actions.rollout />
+                <RolloutForm hidden=for_rollout rollout action=actions.rollout />
+                <ActionForm action=actions.enable attr:class="form-grid schedule-form">
+                    {for_schedule()}
+                    <label>"Turn"
+                        <select name="enabled">
+                            <option value="true">"on"</option>
+                            <option value="false">"off"</option>
+                        </select>
+                    </label>
+                    <label>"at (UTC)"<input type="datetime-local" name="apply_at" step="1" required /></label>
+                    <button type="submit" class="button">"Schedule"</button>
+                </ActionForm>
                 <ActionForm action=actions.definition attr:class="form-grid json-form">
                     {hidden()}
                     <label>"Strategies (Unleash JSON)"<textarea name="strategies" rows="8" spellcheck="false">{strategies_json}</textarea></label>
@@ -341,6 +468,7 @@ where
                     <option value="random">"nothing (random each time)"</option>
                 </select>
             </label>
+            <label>"Apply at (UTC; empty: now)"<input type="datetime-local" name="apply_at" step="1" /></label>
             <button type="submit" class="button primary">"Save rollout"</button>
         </ActionForm>
     }

@@ -27,6 +27,7 @@
 //!   matches and is listed in `FeatureSet::warnings`.
 //! - Each `Evaluation` carries an OFREP `Reason`.
 
+pub mod change;
 mod constraint;
 mod context;
 pub mod definition;

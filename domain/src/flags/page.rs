@@ -10,19 +10,36 @@ use super::store::{EnvironmentId, FlagError, FlagStore};
 use crate::flag_view::{FlagRow, FlagsPage, HistoryEntry};
 use crate::role::Role;
 
-/// Who may change flags in an environment: the roles its protection lets deploy (admins always).
-/// An environment the definition does not name is open to developers and release managers.
-pub async fn may_change(
+/// Who may change flags in an environment, and whether changes there wait for an approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permission {
+    /// Whether this person may change flags (or approve changes) here.
+    pub allowed: bool,
+    /// The roles that may, in words.
+    pub who: String,
+    /// Whether a change waits for another person's approval (the kill switch never does).
+    pub needs_approval: bool,
+}
+
+/// Who may change flags in an environment: the roles its protection lets deploy (admins always);
+/// where its protection requires approvals for deploys, flag changes need one too. An environment
+/// the definition does not name is open to developers and release managers, without approvals.
+pub async fn permission(
     pool: &PgPool,
     project: &str,
     environment: &str,
     role: Role,
-) -> Result<(bool, String), sqlx::Error> {
+) -> Result<Permission, sqlx::Error> {
     let definition = crate::project::current_definition(pool, project).await?;
-    let allowed = definition
+    let protection = definition
         .as_ref()
         .and_then(|d| d.environment(environment))
-        .map(|e| e.protection.allowed_roles.clone())
+        .map(|e| e.protection.clone());
+    let needs_approval = protection
+        .as_ref()
+        .is_some_and(|p| p.required_approvals > 0);
+    let allowed = protection
+        .map(|p| p.allowed_roles)
         .unwrap_or_else(|| vec![Role::Developer, Role::ReleaseManager]);
     let mut names: Vec<&str> = allowed.iter().map(|r| r.label()).collect();
     names.push(Role::Admin.label());
@@ -31,7 +48,11 @@ pub async fn may_change(
         Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
         None => String::new(),
     };
-    Ok((role == Role::Admin || allowed.contains(&role), who))
+    Ok(Permission {
+        allowed: role == Role::Admin || allowed.contains(&role),
+        who,
+        needs_approval,
+    })
 }
 
 /// The flags page for one environment, as a person with `role` sees it.
@@ -48,7 +69,10 @@ pub async fn flags_page(
     )
     .fetch_all(store.pool())
     .await?;
-    let (can_change, who_may_change) = may_change(store.pool(), project, environment, role).await?;
+    let permission = permission(store.pool(), project, environment, role).await?;
+    let waiting = super::change::FlagChanges::new(store)
+        .waiting(env.id)
+        .await?;
     let version = sqlx::query_scalar!(
         r#"select coalesce(max(version), 0) as "version!" from flag_snapshot where environment_id = $1"#,
         env.id.0
@@ -90,8 +114,10 @@ pub async fn flags_page(
         environment: env.name,
         environments,
         version,
-        can_change,
-        who_may_change,
+        can_change: permission.allowed,
+        who_may_change: permission.who,
+        needs_approval: permission.needs_approval,
+        waiting,
         flags,
     })
 }

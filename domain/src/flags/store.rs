@@ -277,6 +277,20 @@ impl FlagStore {
         })
     }
 
+    /// Checks that the environment has the flag (and that it is not archived).
+    pub async fn environment_flag_exists(
+        &self,
+        environment: EnvironmentId,
+        flag: &FlagName,
+    ) -> Result<(), FlagError> {
+        let mut conn = self.pool.acquire().await?;
+        let env = find_environment(&mut conn, environment)
+            .await?
+            .ok_or(FlagError::UnknownEnvironment(environment))?;
+        find_flag(&mut conn, &env.project_key, env.project_id, flag).await?;
+        Ok(())
+    }
+
     /// Creates a flag, off and without strategies in every environment.
     pub async fn create(
         &self,
