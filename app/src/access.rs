@@ -53,6 +53,11 @@ pub fn server_fns() -> Vec<(&'static str, Access)> {
         (flags::RestoreFlags::PATH, FLAG_CHANGERS),
         (flags::DecideFlagChange::PATH, FLAG_CHANGERS),
         (flags::CreateFlag::PATH, Access::people(RoleSet::DEVELOPERS)),
+        (flags::UpdateFlag::PATH, Access::people(RoleSet::DEVELOPERS)),
+        (
+            flags::ArchiveFlag::PATH,
+            Access::people(RoleSet::RELEASE_MANAGERS),
+        ),
         (
             flags::ListSdkTokens::PATH,
             Access::people(RoleSet::DEVELOPERS),

@@ -86,6 +86,14 @@ test('a developer creates a flag, switches it on and rolls it out; the SDK follo
   await card.getByText('On for 100 % of users').waitFor();
   await until(() => sdk.isEnabled('smart-reminders'), 'the SDK to see the 100 % rollout');
 
+  // Details are the same in every environment: name an owner and mark the flag stale.
+  await openEditor();
+  await card.locator('.details-form').getByLabel('Owner').fill('growth team');
+  await card.locator('.details-form').getByLabel(/Stale/).check();
+  await card.getByRole('button', { name: 'Save details (every environment)' }).click();
+  await card.locator('.chip', { hasText: 'stale' }).waitFor();
+  await card.getByText('owner growth team').waitFor();
+
   // The history says what each change did.
   const history = page.locator('.history');
   await history.getByText('smart-reminders: gradual rollout: rollout 0 % → 100 %').or(history.getByText(/rollout.*100/)).first().waitFor();

@@ -185,6 +185,61 @@ pub async fn create_flag(
     Ok(())
 }
 
+/// Changes what a flag is in every environment: type, description, owner, the stale mark.
+#[server(prefix = "/fn", endpoint = "update_flag")]
+pub async fn update_flag(
+    project: String,
+    flag: String,
+    flag_type: String,
+    #[server(default)] description: String,
+    #[server(default)] owner: String,
+    #[server(default)] stale: bool,
+) -> Result<bool, AppError> {
+    use domain::audit::Actor;
+    use domain::flags::definition::{FlagDetails, FlagName, FlagType};
+    let caller = crate::access::authorize::<UpdateFlag>()?;
+    let flag = FlagName::parse(&flag).map_err(|e| AppError::invalid("flag", e))?;
+    let details = FlagDetails {
+        flag_type: FlagType::parse(&flag_type).map_err(|e| AppError::invalid("type", e))?,
+        description: description.trim().to_string(),
+        owner: Some(owner.trim().to_string()).filter(|o| !o.is_empty()),
+        stale,
+    };
+    let portal = super::portal()?;
+    let store = domain::flags::FlagStore::new(portal.pool.clone());
+    let applied = store
+        .update(
+            &project,
+            &flag,
+            details,
+            Actor::of(caller.principal.as_ref()),
+            &caller.origin,
+        )
+        .await?;
+    Ok(applied.changed())
+}
+
+/// Archives a flag: it leaves every environment (SDKs stop seeing it); its name stays taken and
+/// restoring a snapshot that had it brings it back.
+#[server(prefix = "/fn", endpoint = "archive_flag")]
+pub async fn archive_flag(project: String, flag: String) -> Result<bool, AppError> {
+    use domain::audit::Actor;
+    use domain::flags::definition::FlagName;
+    let caller = crate::access::authorize::<ArchiveFlag>()?;
+    let flag = FlagName::parse(&flag).map_err(|e| AppError::invalid("flag", e))?;
+    let portal = super::portal()?;
+    let store = domain::flags::FlagStore::new(portal.pool.clone());
+    let applied = store
+        .archive(
+            &project,
+            &flag,
+            Actor::of(caller.principal.as_ref()),
+            &caller.origin,
+        )
+        .await?;
+    Ok(applied.changed())
+}
+
 /// Puts the environment's flags back to snapshot `version`. Restoring it again changes nothing.
 #[server(prefix = "/fn", endpoint = "restore_flags")]
 pub async fn restore_flags(

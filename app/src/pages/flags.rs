@@ -5,8 +5,9 @@
 //! the page reloads its data.
 
 use crate::api::flags::{
-    CreateFlag, CreateSdkToken, DecideFlagChange, RestoreFlags, RevokeSdkToken, SetFlagDefinition,
-    SetFlagEnabled, SetFlagRollout, get_flag_history, get_flags, list_sdk_tokens,
+    ArchiveFlag, CreateFlag, CreateSdkToken, DecideFlagChange, RestoreFlags, RevokeSdkToken,
+    SetFlagDefinition, SetFlagEnabled, SetFlagRollout, UpdateFlag, get_flag_history, get_flags,
+    list_sdk_tokens,
 };
 use crate::components::{ErrorNotice, action_error, format_time};
 use crate::live::use_live_changes;
@@ -26,10 +27,12 @@ struct Actions {
     create: ServerAction<CreateFlag>,
     restore: ServerAction<RestoreFlags>,
     decide: ServerAction<DecideFlagChange>,
+    update: ServerAction<UpdateFlag>,
+    archive: ServerAction<ArchiveFlag>,
 }
 
 impl Actions {
-    fn versions(&self) -> [usize; 6] {
+    fn versions(&self) -> [usize; 8] {
         [
             self.enable.version().get(),
             self.rollout.version().get(),
@@ -37,6 +40,8 @@ impl Actions {
             self.create.version().get(),
             self.restore.version().get(),
             self.decide.version().get(),
+            self.update.version().get(),
+            self.archive.version().get(),
         ]
     }
 }
@@ -79,6 +84,8 @@ pub fn FlagsPage() -> impl IntoView {
         create: ServerAction::new(),
         restore: ServerAction::new(),
         decide: ServerAction::new(),
+        update: ServerAction::new(),
+        archive: ServerAction::new(),
     };
     let open = OpenDetails(RwSignal::new(Default::default()));
     provide_context(open);
@@ -200,6 +207,8 @@ fn Flags(page: FlagsPage, actions: Actions) -> impl IntoView {
         {action_error(actions.enable.value())}
         {action_error(actions.rollout.value())}
         {action_error(actions.definition.value())}
+        {action_error(actions.update.value())}
+        {action_error(actions.archive.value())}
         {waiting_panel}
         {empty}
         <ul class="flag-list">
@@ -372,9 +381,18 @@ fn FlagCard(
         let key = format!("edit:{name}");
         let (is_open, toggle) = (open.is(key.clone()), open.toggle(key));
         let expanded = is_open.clone();
+        let details = (
+            project.clone(),
+            name.clone(),
+            flag_type.clone(),
+            description.clone(),
+            owner.clone().unwrap_or_default(),
+        );
         let form = move || {
             let (hidden, strategies_json, variants_json) =
                 (hidden.clone(), strategies_json.clone(), variants_json.clone());
+            let (project, name, flag_type, description, owner) = details.clone();
+            let (archive_project, archive_name) = (project.clone(), name.clone());
             let for_rollout = hidden.clone();
             let for_schedule = hidden.clone();
             is_open().then(move || view! {
@@ -395,6 +413,20 @@ fn FlagCard(
                     <label>"Strategies (Unleash JSON)"<textarea name="strategies" rows="8" spellcheck="false">{strategies_json}</textarea></label>
                     <label>"Variants (Unleash JSON; weights add up to 1000)"<textarea name="variants" rows="6" spellcheck="false">{variants_json}</textarea></label>
                     <button type="submit" class="button">"Save strategies and variants"</button>
+                </ActionForm>
+                <ActionForm action=actions.update attr:class="form-grid details-form">
+                    <input type="hidden" name="project" value=project />
+                    <input type="hidden" name="flag" value=name />
+                    <label>"Type"<TypeSelect selected=flag_type /></label>
+                    <label>"Description"<input name="description" value=description autocomplete="off" /></label>
+                    <label>"Owner"<input name="owner" value=owner autocomplete="off" /></label>
+                    <label class="check"><input type="checkbox" name="stale" value="true" checked=stale />" Stale: time to take it out of the code"</label>
+                    <button type="submit" class="button">"Save details (every environment)"</button>
+                </ActionForm>
+                <ActionForm action=actions.archive attr:class="inline">
+                    <input type="hidden" name="project" value=archive_project />
+                    <input type="hidden" name="flag" value=archive_name />
+                    <button type="submit" class="button subtle small">"Archive this flag in every environment"</button>
                 </ActionForm>
             })
         };
@@ -539,13 +571,7 @@ fn CreateFlag(project: String, create: ServerAction<CreateFlag>) -> impl IntoVie
                 <input type="hidden" name="project" value=project />
                 <label>"Flag name"<input name="name" required placeholder="e.g. new-checkout" autocomplete="off" /></label>
                 <label>"Type"
-                    <select name="flag_type">
-                        <option value="release">"release: ship a feature gradually"</option>
-                        <option value="experiment">"experiment: compare variants"</option>
-                        <option value="operational">"operational: change how the app runs"</option>
-                        <option value="kill-switch">"kill switch: turn a feature off fast"</option>
-                        <option value="permission">"permission: who may use a feature"</option>
-                    </select>
+                    <TypeSelect selected="release".to_string() />
                 </label>
                 <label>"Description"<input name="description" autocomplete="off" /></label>
                 <label>"Owner"<input name="owner" placeholder="person or team" autocomplete="off" /></label>
@@ -553,6 +579,25 @@ fn CreateFlag(project: String, create: ServerAction<CreateFlag>) -> impl IntoVie
             </ActionForm>
             {action_error(create.value())}
         </details>
+    }
+}
+
+/// The flag types, with what each is for.
+#[component]
+fn TypeSelect(selected: String) -> impl IntoView {
+    const TYPES: [(&str, &str); 5] = [
+        ("release", "release: ship a feature gradually"),
+        ("experiment", "experiment: compare variants"),
+        ("operational", "operational: change how the app runs"),
+        ("kill-switch", "kill switch: turn a feature off fast"),
+        ("permission", "permission: who may use a feature"),
+    ];
+    view! {
+        <select name="flag_type">
+            {TYPES.into_iter().map(|(value, label)| view! {
+                <option value=value selected=value == selected>{label}</option>
+            }).collect_view()}
+        </select>
     }
 }
 
