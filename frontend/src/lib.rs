@@ -1,5 +1,9 @@
 //! The hydrate entry: the server renders every page; this makes it interactive in the browser.
 
+// The pages' view types nest deeply; the release build's type-layout queries need more room than
+// the default 128.
+#![recursion_limit = "256"]
+
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();

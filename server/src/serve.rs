@@ -4,7 +4,7 @@
 use crate::config::DatabaseSetting;
 use crate::database::Database;
 use crate::flag_cache::FlagCache;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, AppStateParts};
 use crate::live::LiveHub;
 use anyhow::Context;
 use axum::serve::ListenerExt;
@@ -91,7 +91,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .site_pkg_dir("pkg")
         .site_addr(addr)
         .build();
-    let state = AppState {
+    let state = AppState::new(AppStateParts {
         leptos_options,
         portal: portal.clone(),
         live,
@@ -99,7 +99,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         access,
         shutdown: shutdown.clone(),
         webhook_secret: options.webhook_secret.as_deref().map(Arc::from),
-    };
+    });
     crate::engine::start(portal.clone(), shutdown.clone());
 
     let app = http::router(state);

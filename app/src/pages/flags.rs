@@ -366,7 +366,7 @@ fn FlagCard(
                         <button type="submit" class="button danger big">"Yes, turn it off"</button>
                     </ActionForm>
                 </div>
-            })
+            }.into_any())
         };
         view! {
             <div class="kill">
@@ -374,6 +374,7 @@ fn FlagCard(
                 {confirm}
             </div>
         }
+        .into_any()
     });
     let editor = can_change.then(|| {
         let hidden = hidden.clone();
@@ -428,7 +429,7 @@ fn FlagCard(
                     <input type="hidden" name="flag" value=archive_name />
                     <button type="submit" class="button subtle small">"Archive this flag in every environment"</button>
                 </ActionForm>
-            })
+            }.into_any())
         };
         view! {
             <div class="flag-edit">
@@ -436,6 +437,7 @@ fn FlagCard(
                 {form}
             </div>
         }
+        .into_any()
     });
     view! {
         <li class=if enabled { "flag-card on" } else { "flag-card" } data-flag=name.clone()>

@@ -41,8 +41,12 @@ use tracing::Level;
 /// The largest request body accepted anywhere (a definition is at most 512 KiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// What every handler and layer can reach. The layers clone it for every request, so it is one
+/// `Arc`: cloning it is one reference count, not one per field.
+#[derive(Clone)]
+pub struct AppState(Arc<AppStateParts>);
+
+pub struct AppStateParts {
     pub leptos_options: LeptosOptions,
     pub portal: Portal,
     pub live: LiveHub,
@@ -53,6 +57,25 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The secret GitHub signs webhook deliveries with; webhooks are off without one.
     pub webhook_secret: Option<Arc<str>>,
+}
+
+impl AppState {
+    pub fn new(parts: AppStateParts) -> Self {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateParts;
+    fn deref(&self) -> &AppStateParts {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
 }
 
 /// Every REST route (health, events and the `/api/v1` API).

@@ -26,7 +26,7 @@ use domain::auth::{Caller, SdkPrincipal};
 use domain::flags::store::EnvironmentId;
 use domain::flags::{Evaluation, PayloadKind};
 use futures::stream::{self, StreamExt};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio_stream::wrappers::BroadcastStream;
@@ -79,22 +79,27 @@ async fn evaluate_all(
         Err(error) => return context_error(error, None),
     };
     let flags = state.flags.environment(EnvironmentId(sdk.environment_id));
-    let items: Vec<Value> = flags
-        .set
-        .evaluate_all(&context)
-        .map(|(info, evaluation)| item(&info.name, &evaluation))
-        .collect();
+    let evaluations: Vec<_> = flags.set.evaluate_all(&context).collect();
     let ticket = state.flags.ticket_of(sdk.id).unwrap_or_default();
-    let answer = json!({
-        "flags": items,
-        "metadata": { "project": sdk.project, "environment": sdk.environment, "version": flags.version },
-        "eventStreams": [{
-            "type": "sse",
-            "endpoint": { "requestUri": format!("/ofrep/v1/events?ticket={ticket}") },
-            "inactivityDelaySec": INACTIVITY_DELAY_SECS,
+    let answer = Bulk {
+        flags: evaluations
+            .iter()
+            .map(|(info, evaluation)| item(&info.name, evaluation))
+            .collect(),
+        metadata: BulkMetadata {
+            project: &sdk.project,
+            environment: &sdk.environment,
+            version: flags.version,
+        },
+        event_streams: [EventStream {
+            r#type: "sse",
+            endpoint: Endpoint {
+                request_uri: format!("/ofrep/v1/events?ticket={ticket}"),
+            },
+            inactivity_delay_sec: INACTIVITY_DELAY_SECS,
         }],
-    });
-    let body = serde_json::to_vec(&answer).expect("JSON values always serialize");
+    };
+    let body = serde_json::to_vec(&answer).expect("an OFREP answer always serializes");
     let etag = etag_of(&body);
     if not_modified(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
@@ -102,22 +107,43 @@ async fn evaluate_all(
     Ok(json_with_etag(body, etag))
 }
 
-/// One flag's evaluation as an OFREP success item.
-fn item(key: &str, evaluation: &Evaluation<'_>) -> Value {
+/// One flag's evaluation as an OFREP success item. Typed rather than built as a JSON value: a
+/// bulk answer has one per flag, and this is most of its cost.
+#[derive(Serialize)]
+struct Item<'a> {
+    key: &'a str,
+    value: ItemValue<'a>,
+    reason: &'static str,
+    variant: &'a str,
+    metadata: Empty,
+}
+
+#[derive(Serialize)]
+struct Empty {}
+
+/// The value, typed as the OFREP client infers it from the JSON.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ItemValue<'a> {
+    Bool(bool),
+    Text(&'a str),
+    Json(Value),
+}
+
+fn item<'a>(key: &'a str, evaluation: &'a Evaluation<'a>) -> Item<'a> {
     let variant = &evaluation.variant;
-    let value = variant
-        .payload
-        .as_deref()
-        .filter(|_| variant.enabled)
-        .map(|payload| match payload.kind {
+    let value = match variant.payload.as_deref().filter(|_| variant.enabled) {
+        None => ItemValue::Bool(evaluation.enabled),
+        Some(payload) => match payload.kind {
             PayloadKind::Json => serde_json::from_str(&payload.value)
-                .unwrap_or_else(|_| Value::String(payload.value.clone())),
+                .map(ItemValue::Json)
+                .unwrap_or(ItemValue::Text(&payload.value)),
             PayloadKind::Number => serde_json::from_str::<serde_json::Number>(payload.value.trim())
-                .map(Value::Number)
-                .unwrap_or_else(|_| Value::String(payload.value.clone())),
-            _ => Value::String(payload.value.clone()),
-        })
-        .unwrap_or(Value::Bool(evaluation.enabled));
+                .map(|n| ItemValue::Json(Value::Number(n)))
+                .unwrap_or(ItemValue::Text(&payload.value)),
+            _ => ItemValue::Text(&payload.value),
+        },
+    };
     let variant_name = if variant.enabled {
         variant.name.as_ref()
     } else if evaluation.enabled {
@@ -125,13 +151,42 @@ fn item(key: &str, evaluation: &Evaluation<'_>) -> Value {
     } else {
         "off"
     };
-    json!({
-        "key": key,
-        "value": value,
-        "reason": evaluation.reason.as_str(),
-        "variant": variant_name,
-        "metadata": {},
-    })
+    Item {
+        key,
+        value,
+        reason: evaluation.reason.as_str(),
+        variant: variant_name,
+        metadata: Empty {},
+    }
+}
+
+#[derive(Serialize)]
+struct Bulk<'a> {
+    flags: Vec<Item<'a>>,
+    metadata: BulkMetadata<'a>,
+    #[serde(rename = "eventStreams")]
+    event_streams: [EventStream; 1],
+}
+
+#[derive(Serialize)]
+struct BulkMetadata<'a> {
+    project: &'a str,
+    environment: &'a str,
+    version: i64,
+}
+
+#[derive(Serialize)]
+struct EventStream {
+    r#type: &'static str,
+    endpoint: Endpoint,
+    #[serde(rename = "inactivityDelaySec")]
+    inactivity_delay_sec: u64,
+}
+
+#[derive(Serialize)]
+struct Endpoint {
+    #[serde(rename = "requestUri")]
+    request_uri: String,
 }
 
 fn context_error(error: ContextError, key: Option<&str>) -> Result<Response, ApiError> {

@@ -14,7 +14,7 @@ use domain::run::artifacts::LocalDisk;
 use domain::run::work::Secrets;
 use reqwest::StatusCode;
 use server::flag_cache::FlagCache;
-use server::http::{self, AppState};
+use server::http::{self, AppState, AppStateParts};
 use server::live::LiveHub;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
@@ -234,7 +234,7 @@ impl TestApp {
             .site_root("target/site")
             .site_addr(addr)
             .build();
-        let state = AppState {
+        let state = AppState::new(AppStateParts {
             leptos_options,
             portal: Portal::new(
                 pool.clone(),
@@ -247,7 +247,7 @@ impl TestApp {
             access: Arc::new(http::access_table().expect("every route declares its access")),
             shutdown: shutdown.clone(),
             webhook_secret: Some(WEBHOOK_SECRET.into()),
-        };
+        });
         let router = http::router(state);
         let stop = shutdown.clone();
         tokio::spawn(async move {
