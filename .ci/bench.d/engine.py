@@ -35,13 +35,14 @@ phases:
         jobs:
 """ + "".join(f"          noop{i}:\n            steps: ['true']\n" for i in range(NOOPS))
 
-repo = tempfile.mkdtemp(prefix="flightdeck-bench-repo-")
-with open(os.path.join(repo, "flightdeck.yml"), "w") as f:
-    f.write(pipeline)
-subprocess.run(
-    [bin_path, "project", "create-repository", "bench", "--from", repo, "--server-url", url, "--data-dir", data_dir],
-    check=True, capture_output=True, env={**os.environ, "FLIGHTDECK_LOG": "warn"},
-)
+# The repository is copied into the data directory; the source is not needed afterwards.
+with tempfile.TemporaryDirectory(prefix="flightdeck-bench-repo-") as repo:
+    with open(os.path.join(repo, "flightdeck.yml"), "w") as f:
+        f.write(pipeline)
+    subprocess.run(
+        [bin_path, "project", "create-repository", "bench", "--from", repo, "--server-url", url, "--data-dir", data_dir],
+        check=True, capture_output=True, env={**os.environ, "FLIGHTDECK_LOG": "warn"},
+    )
 
 
 def request(method, path, body=None):
