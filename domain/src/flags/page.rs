@@ -1,10 +1,13 @@
 //! The flags page's data: an environment's flags in words, who may change them, and the
 //! environment's history with what each snapshot changed.
 
-use sqlx::PgPool;
+use std::collections::HashMap;
 
-use super::diff::describe_constraint;
-use super::model::Strategy;
+use sqlx::PgPool;
+use sqlx::types::Json;
+
+use super::diff::{describe_constraint, diff};
+use super::model::{ClientFeatures, Strategy};
 use super::snapshot::{SnapshotError, SnapshotQuery};
 use super::store::{EnvironmentId, FlagError, FlagStore};
 use crate::flag_view::{FlagRow, FlagsPage, HistoryEntry};
@@ -122,7 +125,8 @@ pub async fn flags_page(
     })
 }
 
-/// The newest snapshots of an environment, each with what it changed.
+/// The newest snapshots of an environment, each with what it changed. The states are read in
+/// one query (the page's snapshots and the one before the oldest) and compared in memory.
 pub async fn history(
     store: &FlagStore,
     environment: EnvironmentId,
@@ -137,41 +141,54 @@ pub async fn history(
             },
         )
         .await?;
-    let mut entries = Vec::with_capacity(page.snapshots.len());
-    for snapshot in page.snapshots {
-        let changes = if snapshot.version > 1 {
-            store
-                .diff(environment, snapshot.version - 1, snapshot.version)
-                .await?
-                .iter()
-                .map(ToString::to_string)
-                .collect()
-        } else {
-            store
-                .snapshot(environment, snapshot.version)
-                .await?
-                .state
-                .features
-                .iter()
-                .map(|f| {
-                    format!(
-                        "{}: created, {}",
-                        f.name,
-                        if f.enabled { "on" } else { "off" }
-                    )
-                })
-                .collect()
-        };
-        entries.push(HistoryEntry {
-            version: snapshot.version,
-            created_at: snapshot.created_at,
-            created_by: snapshot.created_by,
-            reason: snapshot.reason,
-            restored_from: snapshot.restored_from,
-            changes,
-        });
-    }
-    Ok(entries)
+    let (Some(newest), Some(oldest)) = (page.snapshots.first(), page.snapshots.last()) else {
+        return Ok(Vec::new());
+    };
+    let states: HashMap<i64, ClientFeatures> = sqlx::query!(
+        r#"select version, state as "state: Json<ClientFeatures>" from flag_snapshot
+           where environment_id = $1 and version between $2 and $3"#,
+        environment.0,
+        oldest.version - 1,
+        newest.version
+    )
+    .fetch_all(store.pool())
+    .await?
+    .into_iter()
+    .map(|r| (r.version, r.state.0))
+    .collect();
+    Ok(page
+        .snapshots
+        .into_iter()
+        .map(|snapshot| {
+            let after = states.get(&snapshot.version);
+            let changes = match (states.get(&(snapshot.version - 1)), after) {
+                (Some(before), Some(after)) => diff(before, after)
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                (None, Some(after)) => after
+                    .features
+                    .iter()
+                    .map(|f| {
+                        format!(
+                            "{}: created, {}",
+                            f.name,
+                            if f.enabled { "on" } else { "off" }
+                        )
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            HistoryEntry {
+                version: snapshot.version,
+                created_at: snapshot.created_at,
+                created_by: snapshot.created_by,
+                reason: snapshot.reason,
+                restored_from: snapshot.restored_from,
+                changes,
+            }
+        })
+        .collect())
 }
 
 /// The rollout percentage when the strategies are exactly one unconstrained gradual rollout.

@@ -27,10 +27,10 @@ pub fn routes(routes: Routes) -> Routes {
     let frontend = Access::Sdk(SdkKinds::Frontend);
     let client = Access::Sdk(SdkKinds::Client);
     routes
-        .get("/api/frontend", frontend, frontend_get)
-        .post("/api/frontend", frontend, frontend_post)
-        .get("/api/frontend/all", frontend, frontend_all_get)
-        .post("/api/frontend/all", frontend, frontend_all_post)
+        .get("/api/frontend", frontend, toggles_for_query::<ENABLED>)
+        .post("/api/frontend", frontend, toggles_for_body::<ENABLED>)
+        .get("/api/frontend/all", frontend, toggles_for_query::<ALL>)
+        .post("/api/frontend/all", frontend, toggles_for_body::<ALL>)
         .get("/api/frontend/features/{name}", frontend, frontend_feature)
         .post("/api/frontend/client/metrics", frontend, accept_report)
         .post("/api/frontend/client/register", frontend, accept_report)
@@ -54,14 +54,13 @@ struct Toggles<'a> {
     toggles: Vec<Toggle<'a>>,
 }
 
-/// Which flags an answer lists.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Listing {
-    Enabled,
-    All,
-}
+/// Whether an answer lists every flag (`/all`) or only those on for the context.
+const ALL: bool = true;
+const ENABLED: bool = false;
 
-async fn frontend_get(
+/// `GET /api/frontend` (`LIST_ALL` false) and `/api/frontend/all` (true): the context is in the
+/// query string.
+async fn toggles_for_query<const LIST_ALL: bool>(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
@@ -70,16 +69,12 @@ async fn frontend_get(
     let sdk = sdk_caller(&caller)?;
     let context = flag_context::from_query(query.as_deref(), sdk, client_ip(&caller))
         .map_err(context_error)?;
-    Ok(evaluate(
-        &state,
-        EnvironmentId(sdk.environment_id),
-        &context,
-        Listing::Enabled,
-        &headers,
-    ))
+    let environment = EnvironmentId(sdk.environment_id);
+    Ok(evaluate(&state, environment, &context, LIST_ALL, &headers))
 }
 
-async fn frontend_post(
+/// `POST /api/frontend` and `/api/frontend/all`: the context is the body's `context`.
+async fn toggles_for_body<const LIST_ALL: bool>(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
@@ -88,49 +83,8 @@ async fn frontend_post(
     let sdk = sdk_caller(&caller)?;
     let context =
         flag_context::from_unleash_body(&body, sdk, client_ip(&caller)).map_err(context_error)?;
-    Ok(evaluate(
-        &state,
-        EnvironmentId(sdk.environment_id),
-        &context,
-        Listing::Enabled,
-        &headers,
-    ))
-}
-
-async fn frontend_all_get(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let sdk = sdk_caller(&caller)?;
-    let context = flag_context::from_query(query.as_deref(), sdk, client_ip(&caller))
-        .map_err(context_error)?;
-    Ok(evaluate(
-        &state,
-        EnvironmentId(sdk.environment_id),
-        &context,
-        Listing::All,
-        &headers,
-    ))
-}
-
-async fn frontend_all_post(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let sdk = sdk_caller(&caller)?;
-    let context =
-        flag_context::from_unleash_body(&body, sdk, client_ip(&caller)).map_err(context_error)?;
-    Ok(evaluate(
-        &state,
-        EnvironmentId(sdk.environment_id),
-        &context,
-        Listing::All,
-        &headers,
-    ))
+    let environment = EnvironmentId(sdk.environment_id);
+    Ok(evaluate(&state, environment, &context, LIST_ALL, &headers))
 }
 
 /// One flag, when it is on for the context (as Unleash answers: 404 when it is off or unknown).
@@ -167,11 +121,11 @@ fn evaluate(
     state: &AppState,
     environment: EnvironmentId,
     context: &Context,
-    listing: Listing,
+    list_all: bool,
     headers: &HeaderMap,
 ) -> Response {
     let flags = state.flags.environment(environment);
-    let body = toggles_body(&flags.set, context, listing);
+    let body = toggles_body(&flags.set, context, list_all);
     let etag = etag_of(&body);
     if not_modified(headers, &etag) {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
@@ -179,10 +133,10 @@ fn evaluate(
     json_with_etag(body, etag)
 }
 
-fn toggles_body(set: &FeatureSet, context: &Context, listing: Listing) -> Vec<u8> {
+fn toggles_body(set: &FeatureSet, context: &Context, list_all: bool) -> Vec<u8> {
     let toggles = set
         .evaluate_all(context)
-        .filter(|(_, evaluation)| listing == Listing::All || evaluation.enabled)
+        .filter(|(_, evaluation)| list_all || evaluation.enabled)
         .map(|(info, evaluation)| Toggle {
             name: &info.name,
             enabled: evaluation.enabled,
