@@ -198,6 +198,11 @@ mod ssr {
                 E::OwnChange => AppError::Forbidden(e.to_string()),
                 E::BadTime(_) => AppError::invalid("apply_at", e),
                 E::KillWaits => AppError::invalid("apply_at", e),
+                E::Refused(_) => AppError::Forbidden(e.to_string()),
+                E::Environment(domain::environment::EnvironmentError::Database(e)) => {
+                    AppError::internal(e)
+                }
+                E::Environment(e) => AppError::NotFound(e.to_string()),
                 E::Database(e) => AppError::internal(e),
             }
         }

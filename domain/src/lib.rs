@@ -7,6 +7,8 @@
 
 pub mod artifact;
 pub mod audit;
+#[cfg(feature = "server")]
+pub mod clock;
 pub mod flag_view;
 pub mod overview;
 pub mod people;
@@ -23,6 +25,8 @@ pub mod auth;
 pub mod db;
 #[cfg(feature = "server")]
 pub mod definition;
+#[cfg(feature = "server")]
+pub mod environment;
 #[cfg(feature = "server")]
 pub mod flags;
 #[cfg(feature = "server")]

@@ -1,6 +1,7 @@
 //! The services every request and background task shares, built once at start.
 
 use crate::auth::{LoginThrottle, SessionPolicy, Sessions, Tokens, Users};
+use crate::clock::SharedClock;
 use crate::run::artifacts::LocalDisk;
 use crate::run::protocol::LEASE_SECS;
 use crate::run::store::Runs;
@@ -19,6 +20,8 @@ pub struct Portal {
     pub artifacts: LocalDisk,
     /// Whether cookies get the `Secure` attribute (the portal is served over https).
     pub secure_cookies: bool,
+    /// What time-driven work reads (the system's; tests move their own).
+    pub clock: SharedClock,
 }
 
 impl Portal {
@@ -32,6 +35,25 @@ impl Portal {
             artifacts,
             pool,
             secure_cookies,
+            clock: crate::clock::system(),
         }
+    }
+
+    /// The same services on `clock` (tests move time instead of sleeping).
+    pub fn with_clock(self, clock: SharedClock) -> Self {
+        Portal {
+            runs: self.runs.with_clock(clock.clone()),
+            work: self.work.with_clock(clock.clone()),
+            clock,
+            ..self
+        }
+    }
+
+    /// Flag changes that wait, on this portal's clock.
+    pub fn flag_changes<'a>(
+        &self,
+        store: &'a crate::flags::FlagStore,
+    ) -> crate::flags::change::FlagChanges<'a> {
+        crate::flags::change::FlagChanges::new(store).with_clock(self.clock.clone())
     }
 }

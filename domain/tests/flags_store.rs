@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use domain::audit::{Actor, Origin};
+use domain::clock::Clock;
 use domain::flags::definition::{
     Constraints, FlagDetails, FlagName, FlagNameError, FlagType, InvalidDefinition, NewFlag,
     Strategies, Variants,
@@ -80,29 +81,61 @@ impl Drop for TestDb {
     }
 }
 
-/// A project with the given environments, as loading a definition would make it.
+/// A project with the given environments, loaded from a definition as the portal does.
+/// `production` requires one approval and release managers, as in the sample.
 async fn project(pool: &PgPool, key: &str, environments: &[&str]) -> Vec<EnvironmentId> {
-    let project_id: Uuid = sqlx::query_scalar(
-        "insert into project (project_key, name) values ($1, $1) returning project_id",
+    let declared: String = environments
+        .iter()
+        .map(|name| match *name {
+            "production" => format!(
+                "  {name}:\n    protection:\n      required_approvals: 1\n      allowed_roles: [release-manager]\n"
+            ),
+            _ => format!("  {name}: {{}}\n"),
+        })
+        .collect();
+    let source = format!(
+        "project: {{ name: {key}, key: {key} }}\nphases:\n  ci:\n    title: CI\n    stages:\n      checks:\n        title: Checks\n        jobs:\n          hello:\n            steps: [echo hi]\nenvironments:\n{declared}"
+    );
+    domain::project::load_definition(
+        pool,
+        domain::project::DefinitionUpload {
+            source: &source,
+            origin_label: "test",
+            expected_project: None,
+        },
+        &domain::environment::Acting::Operator {
+            name: "test".into(),
+        },
+        Actor::system(),
+        &Origin::default(),
     )
-    .bind(key)
-    .fetch_one(pool)
     .await
-    .unwrap();
+    .expect("the definition loads");
     let mut ids = Vec::new();
-    for (position, name) in environments.iter().enumerate() {
+    for name in environments {
         let id: Uuid = sqlx::query_scalar(
-            "insert into environment (project_id, name, position) values ($1, $2, $3) returning environment_id",
+            "select e.environment_id from environment e join project p using (project_id) where p.project_key = $1 and e.name = $2",
         )
-        .bind(project_id)
+        .bind(key)
         .bind(name)
-        .bind(position as i32)
         .fetch_one(pool)
         .await
         .unwrap();
         ids.push(EnvironmentId(id));
     }
     ids
+}
+
+/// People acting, for the environment rules.
+fn person(name: &str, role: domain::role::Role) -> domain::environment::Acting {
+    domain::environment::Acting::Person {
+        name: name.into(),
+        role,
+    }
+}
+
+fn manager(name: &str) -> domain::environment::Acting {
+    person(name, domain::role::Role::ReleaseManager)
 }
 
 fn alice() -> Actor {
@@ -1196,7 +1229,15 @@ async fn a_change_that_needs_an_approval_waits_for_another_person_and_is_applied
 
     let on = EnvironmentEdit::Enable { enabled: true };
     let outcome = changes
-        .request(env, &name("checkout"), on, true, None, alice(), &origin())
+        .request(
+            env,
+            &name("checkout"),
+            on,
+            &manager("alice"),
+            None,
+            alice(),
+            &origin(),
+        )
         .await
         .unwrap();
     let ChangeOutcome::Waiting {
@@ -1210,14 +1251,28 @@ async fn a_change_that_needs_an_approval_waits_for_another_person_and_is_applied
     assert_eq!(versions(&store, env).await, before, "nothing changed yet");
     assert_eq!(changes.apply_due().await.unwrap(), 0, "not approved yet");
     let own = changes
-        .decide(env, id, Decision::Approve, alice(), &origin())
+        .decide(
+            env,
+            id,
+            Decision::Approve,
+            &manager("alice"),
+            alice(),
+            &origin(),
+        )
         .await;
     assert!(matches!(own, Err(ChangeError::OwnChange)), "{own:?}");
 
     // Two replicas racing to apply it after the approval: one change, one snapshot.
     assert_eq!(
         changes
-            .decide(env, id, Decision::Approve, bob(), &origin())
+            .decide(
+                env,
+                id,
+                Decision::Approve,
+                &manager("bob"),
+                bob(),
+                &origin()
+            )
             .await
             .unwrap(),
         "approved"
@@ -1250,7 +1305,7 @@ async fn a_change_that_needs_an_approval_waits_for_another_person_and_is_applied
             env,
             &name("checkout"),
             EnvironmentEdit::Kill,
-            true,
+            &manager("bob"),
             None,
             bob(),
             &origin(),
@@ -1266,21 +1321,23 @@ async fn a_scheduled_change_is_applied_when_its_time_comes_and_a_rejected_one_ne
     use domain::flags::change::{Decision, FlagChanges};
     use domain::flags::definition::EnvironmentEdit;
     let db = TestDb::new().await;
-    let env = project(&db.pool, "shop", &["staging"]).await[0];
+    let envs = project(&db.pool, "shop", &["staging", "production"]).await;
+    let (env, production) = (envs[0], envs[1]);
     let store = FlagStore::new(db.pool.clone());
     store
         .create("shop", release("checkout"), alice(), &origin())
         .await
         .unwrap();
-    let changes = FlagChanges::new(&store);
-    let soon = chrono::Utc::now() + chrono::Duration::milliseconds(600);
+    let clock = domain::clock::ManualClock::new();
+    let changes = FlagChanges::new(&store).with_clock(clock.clone());
+    let soon = clock.now() + chrono::Duration::minutes(10);
     let on = EnvironmentEdit::Enable { enabled: true };
     let outcome = changes
         .request(
             env,
             &name("checkout"),
             on,
-            false,
+            &person("alice", domain::role::Role::Developer),
             Some(soon),
             alice(),
             &origin(),
@@ -1295,30 +1352,45 @@ async fn a_scheduled_change_is_applied_when_its_time_comes_and_a_rejected_one_ne
         }
     ));
     assert_eq!(changes.apply_due().await.unwrap(), 0, "not yet");
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    clock.advance(chrono::Duration::minutes(11));
     assert_eq!(changes.apply_due().await.unwrap(), 1);
     assert_eq!(changes.apply_due().await.unwrap(), 0, "once");
     assert!(store.current(env).await.unwrap().state.features[0].enabled);
 
-    let off = EnvironmentEdit::Enable { enabled: false };
+    let on = EnvironmentEdit::Enable { enabled: true };
     let ChangeOutcome::Waiting { id, .. } = changes
-        .request(env, &name("checkout"), off, true, None, alice(), &origin())
+        .request(
+            production,
+            &name("checkout"),
+            on,
+            &manager("alice"),
+            None,
+            alice(),
+            &origin(),
+        )
         .await
         .unwrap()
     else {
         panic!("expected a waiting change");
     };
     changes
-        .decide(env, id, Decision::Reject, bob(), &origin())
+        .decide(
+            production,
+            id,
+            Decision::Reject,
+            &manager("bob"),
+            bob(),
+            &origin(),
+        )
         .await
         .unwrap();
     assert_eq!(changes.apply_due().await.unwrap(), 0);
     assert!(
-        store.current(env).await.unwrap().state.features[0].enabled,
-        "still on"
+        !store.current(production).await.unwrap().state.features[0].enabled,
+        "still off"
     );
     assert_eq!(audit(&db.pool, "flag.change_rejected").await.len(), 1);
-    let past = chrono::Utc::now() - chrono::Duration::days(2);
+    let past = clock.now() - chrono::Duration::days(2);
     let on = EnvironmentEdit::Enable { enabled: true };
     assert!(
         changes
@@ -1326,7 +1398,7 @@ async fn a_scheduled_change_is_applied_when_its_time_comes_and_a_rejected_one_ne
                 env,
                 &name("checkout"),
                 on,
-                false,
+                &person("alice", domain::role::Role::Developer),
                 Some(past),
                 alice(),
                 &origin()

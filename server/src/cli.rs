@@ -393,8 +393,27 @@ fn check_definition(file: &std::path::Path) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The operator at this command line, as the audit log names them: `cli:<OS user>@<host>`.
 pub(crate) fn cli_actor() -> Actor {
-    Actor::cli(&std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| format!("uid {}", nix_uid()));
+    Actor::cli(&format!("{user}@{}", crate::serve::host_name()))
+}
+
+/// The real user id (for an operator whose environment names no user, e.g. under systemd).
+fn nix_uid() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().next().map(str::to_string))
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// A password from stdin (first line), or a generated one that is printed.

@@ -5,7 +5,9 @@ use crate::database::Database;
 use anyhow::Context as _;
 use clap::Subcommand;
 use domain::audit::{Actor, Origin};
+use domain::environment::{Acting, Action};
 use domain::flag_view::SdkTokenKind;
+use domain::flags::change::FlagChanges;
 use domain::flags::definition::{Constraints, FlagName, FlagType, NewFlag, Strategies, Variants};
 use domain::flags::store::{EnvironmentId, NewSegment};
 use domain::flags::{ClientFeatures, FlagStore, Restored, SdkTokens, SnapshotQuery};
@@ -99,6 +101,16 @@ fn actor() -> Actor {
     crate::cli::cli_actor()
 }
 
+/// The operator at the server's command line goes through the environment's rules like anyone
+/// (as [`Acting::Operator`], recorded by name in the audit log), rather than around them.
+async fn authorize(store: &FlagStore, environment: EnvironmentId) -> anyhow::Result<()> {
+    let acting = Acting::Operator { name: actor().name };
+    FlagChanges::new(store)
+        .authorize(environment, &acting, Action::ChangeFlags)
+        .await?;
+    Ok(())
+}
+
 pub async fn run(db: &Database, command: FlagsCommand) -> anyhow::Result<()> {
     let store = FlagStore::new(db.pool.clone());
     let origin = Origin::default();
@@ -127,6 +139,7 @@ pub async fn run(db: &Database, command: FlagsCommand) -> anyhow::Result<()> {
             state,
         } => {
             let env = store.environment(&project, &environment).await?;
+            authorize(&store, env.id).await?;
             let name = FlagName::parse(&flag)?;
             let applied = store
                 .toggle(env.id, &name, state == "on", actor(), &origin)
@@ -154,6 +167,7 @@ pub async fn run(db: &Database, command: FlagsCommand) -> anyhow::Result<()> {
                 )
             })?;
             let env = store.environment(&project, &environment).await?;
+            authorize(&store, env.id).await?;
             let (created, changed) = import(&store, &project, env.id, features).await?;
             println!(
                 "Imported into {project}/{environment}: {created} flags created, {changed} changes (snapshot {}).",
@@ -185,6 +199,7 @@ pub async fn run(db: &Database, command: FlagsCommand) -> anyhow::Result<()> {
             version,
         } => {
             let env = store.environment(&project, &environment).await?;
+            authorize(&store, env.id).await?;
             match store
                 .restore(env.id, version, actor(), &origin, None)
                 .await?

@@ -133,11 +133,16 @@ token=$(cat "$(git rev-parse --git-dir)/flightdeck-token")
 while read old new ref; do
   case "$ref" in refs/heads/*) branch=${{ref#refs/heads/}} ;; *) continue ;; esac
   [ "$new" = 0000000000000000000000000000000000000000 ] && continue
-  if curl -fsS -X POST -H "Authorization: Bearer $token" -H "Content-Type: application/json" \
+  if answer=$(curl -fsS -X POST -H "Authorization: Bearer $token" -H "Content-Type: application/json" \
        -H "Idempotency-Key: push-$new-$branch" \
        -d "{{\"branch\":\"$branch\",\"commit\":\"$new\",\"trigger\":\"push\"}}" \
-       "{server_url}/api/v1/projects/{project}/runs" >/dev/null; then
-    echo "Flightdeck: started a run of $branch at {server_url}/projects/{project}/runs"
+       "{server_url}/api/v1/projects/{project}/runs"); then
+    number=$(printf '%s' "$answer" | sed -n 's/.*"number":\([0-9][0-9]*\).*/\1/p')
+    if [ -n "$number" ]; then
+      echo "Flightdeck: run #$number of $branch: {server_url}/projects/{project}/runs/$number"
+    else
+      echo "Flightdeck: $(printf '%s' "$answer" | sed -n 's/.*"reason":"\([^"]*\)".*/\1/p')"
+    fi
   else
     echo "Flightdeck: could not start a run of $branch (is the portal at {server_url} running?)" >&2
   fi

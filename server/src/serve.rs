@@ -8,7 +8,7 @@ use crate::http::{self, AppState, AppStateParts};
 use crate::live::LiveHub;
 use anyhow::Context;
 use axum::serve::ListenerExt;
-use domain::audit::{Actor, Origin};
+use domain::audit::Origin;
 use domain::auth::Scope;
 use domain::flags::{FlagStore, SdkTokens};
 use domain::portal::Portal;
@@ -180,13 +180,24 @@ pub async fn load_project_file(pool: &sqlx::PgPool, file: &std::path::Path) -> a
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let label = file.display().to_string();
     let origin = Origin::default();
-    match domain::project::load_definition(pool, &source, &label, None, Actor::system(), &origin)
-        .await
-    {
+    let upload = domain::project::DefinitionUpload {
+        source: &source,
+        origin_label: &label,
+        expected_project: None,
+    };
+    let operator = crate::cli::cli_actor();
+    let acting = domain::environment::Acting::Operator {
+        name: operator.name.clone(),
+    };
+    match domain::project::load_definition(pool, upload, &acting, operator, &origin).await {
         Ok(Loaded::NewVersion {
             project_key,
             version,
+            governance,
         }) => {
+            for change in &governance {
+                tracing::warn!(project = %project_key, what = %change.what, before = %change.before, after = %change.after, "the definition changes who may deploy");
+            }
             tracing::info!(project = %project_key, version, file = %label, "loaded a new pipeline definition")
         }
         Ok(Loaded::Unchanged {
@@ -208,7 +219,9 @@ pub async fn load_project_file(pool: &sqlx::PgPool, file: &std::path::Path) -> a
 }
 
 /// The runner built into the server: the same code as `flightdeck runner`, talking to this
-/// server over HTTP with a token made for it at each start (the previous one is revoked).
+/// server over HTTP with a token made for it at each start. Each server process has its own
+/// identity (host and port), so a second replica on the same host neither revokes this one's
+/// token nor takes over its runner; a restart of the same server revokes its own old token.
 async fn start_local_runner(
     portal: &Portal,
     addr: &SocketAddr,
@@ -218,7 +231,7 @@ async fn start_local_runner(
     abort: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let host = host_name();
-    let token_name = format!("built-in runner on {host}");
+    let token_name = format!("built-in runner on {host}:{}", addr.port());
     for old in portal.tokens.list().await? {
         if old.name == token_name && old.revoked_at.is_none() {
             portal
@@ -239,7 +252,7 @@ async fn start_local_runner(
     let mut config = crate::runner::RunnerConfig::new(
         url,
         token.secret,
-        format!("{host}-local"),
+        format!("{host}-local-{}", addr.port()),
         labels,
         data_dir.join("runner"),
     );

@@ -134,7 +134,7 @@ pub async fn decide_flag_change(
     decision: String,
 ) -> Result<String, AppError> {
     use domain::audit::Actor;
-    use domain::flags::change::{Decision, FlagChanges};
+    use domain::flags::change::Decision;
     let caller = crate::access::authorize::<DecideFlagChange>()?;
     let decision = match decision.as_str() {
         "approve" => Decision::Approve,
@@ -144,10 +144,12 @@ pub async fn decide_flag_change(
     };
     let portal = super::portal()?;
     let store = domain::flags::FlagStore::new(portal.pool.clone());
-    let (env, _) = check_may_change(&caller, &store, &project, &environment).await?;
+    let env = store.environment(&project, &environment).await?;
+    let acting = acting(&caller)?;
     let actor = Actor::of(caller.principal.as_ref());
-    let state = FlagChanges::new(&store)
-        .decide(env, id, decision, actor, &caller.origin)
+    let state = portal
+        .flag_changes(&store)
+        .decide(env.id, id, decision, &acting, actor, &caller.origin)
         .await?;
     Ok(state.to_string())
 }
@@ -252,7 +254,15 @@ pub async fn restore_flags(
     let caller = crate::access::authorize::<RestoreFlags>()?;
     let portal = super::portal()?;
     let store = domain::flags::FlagStore::new(portal.pool.clone());
-    let (env, _) = check_may_change(&caller, &store, &project, &environment).await?;
+    let env = store.environment(&project, &environment).await?.id;
+    portal
+        .flag_changes(&store)
+        .authorize(
+            env,
+            &acting(&caller)?,
+            domain::environment::Action::ChangeFlags,
+        )
+        .await?;
     let actor = Actor::of(caller.principal.as_ref());
     Ok(
         match store
@@ -327,28 +337,14 @@ pub async fn revoke_sdk_token(project: String, id: String) -> Result<bool, AppEr
         .await?)
 }
 
-/// Checks that the person may change flags in this environment; returns its id and whether
-/// changes there wait for an approval.
+/// The person acting, for the environment rules (people only: tokens hold no role).
 #[cfg(feature = "ssr")]
-async fn check_may_change(
-    caller: &domain::auth::Caller,
-    store: &domain::flags::FlagStore,
-    project: &str,
-    environment: &str,
-) -> Result<(domain::flags::store::EnvironmentId, bool), AppError> {
+fn acting(caller: &domain::auth::Caller) -> Result<domain::environment::Acting, AppError> {
     let person = crate::access::person(caller)?;
-    let env = store.environment(project, environment).await?;
-    let permission =
-        domain::flags::page::permission(store.pool(), project, environment, person.role).await?;
-    if !permission.allowed {
-        return Err(AppError::Forbidden(format!(
-            "Flags in {environment} are changed by the {} role; you are signed in as {} ({}).",
-            permission.who,
-            person.username,
-            person.role.label()
-        )));
-    }
-    Ok((env.id, permission.needs_approval))
+    Ok(domain::environment::Acting::Person {
+        name: person.username.clone(),
+        role: person.role,
+    })
 }
 
 /// Reads the optional "apply at" time of a form: RFC 3339, or the browser's
@@ -386,20 +382,20 @@ async fn change(
     apply_at: &str,
 ) -> Result<ChangeOutcome, AppError> {
     use domain::audit::Actor;
-    use domain::flags::change::FlagChanges;
     use domain::flags::definition::FlagName;
     let apply_at = parse_apply_at(apply_at)?;
     let portal = super::portal()?;
     let store = domain::flags::FlagStore::new(portal.pool.clone());
-    let (env, needs_approval) = check_may_change(caller, &store, project, environment).await?;
+    let env = store.environment(project, environment).await?.id;
     let flag = FlagName::parse(flag).map_err(|e| AppError::invalid("flag", e))?;
     let actor = Actor::of(caller.principal.as_ref());
-    Ok(FlagChanges::new(&store)
+    Ok(portal
+        .flag_changes(&store)
         .request(
             env,
             &flag,
             edit,
-            needs_approval,
+            &acting(caller)?,
             apply_at,
             actor,
             &caller.origin,

@@ -10,6 +10,7 @@
 //! [`FlagChanges::apply_due`] every second; a due change is locked (`for update skip locked`)
 //! while it is applied, so one replica applies it, once.
 
+use crate::clock::SharedClock;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::types::Json;
@@ -17,6 +18,7 @@ use sqlx::types::Json;
 use super::definition::{EnvironmentEdit, FlagName};
 use super::store::{Applied, EnvironmentId, FlagError, FlagStore};
 use crate::audit::{Actor, AuditRecord, Origin};
+use crate::environment::{Acting, Action, Permit};
 use crate::flag_view::{ChangeOutcome, WaitingChange};
 
 /// How far ahead a change can be scheduled.
@@ -34,42 +36,65 @@ pub enum ChangeError {
     BadTime(DateTime<Utc>),
     #[error("the kill switch never waits; use it to turn a flag off now")]
     KillWaits,
+    #[error("{0}")]
+    Refused(#[from] crate::environment::Refusal),
+    #[error(transparent)]
+    Environment(#[from] crate::environment::EnvironmentError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
 
-/// A decision on a waiting change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    Approve,
-    Reject,
-    /// Withdrawn by the person who asked (or anyone allowed to decide).
-    Cancel,
-}
+pub use super::change_state::{ChangeEvent, ChangeRecord, ChangeRefusal, ChangeState, Decision};
 
 pub struct FlagChanges<'a> {
     store: &'a FlagStore,
+    clock: SharedClock,
 }
 
 impl<'a> FlagChanges<'a> {
     pub fn new(store: &'a FlagStore) -> Self {
-        FlagChanges { store }
+        FlagChanges {
+            store,
+            clock: crate::clock::system(),
+        }
     }
 
-    /// Applies `edit` now, or stores it to wait for an approval (`needs_approval`) and/or its
-    /// time (`apply_at`).
+    /// The same service reading time from `clock` (when a scheduled change is due).
+    pub fn with_clock(self, clock: SharedClock) -> Self {
+        FlagChanges { clock, ..self }
+    }
+
+    /// Whether `acting` may do `action` to this environment's flags, by the environment's rules
+    /// in the current definition ([`crate::environment::decide`]): every adapter comes here.
+    pub async fn authorize(
+        &self,
+        environment: EnvironmentId,
+        acting: &Acting,
+        action: Action,
+    ) -> Result<Permit, ChangeError> {
+        let mut conn = self.store.pool().acquire().await?;
+        let environment = crate::environment::find_by_id(&mut conn, environment).await?;
+        Ok(environment.decide(acting, action)?)
+    }
+
+    /// Applies `edit` now, or stores it to wait for an approval (where the environment's rules
+    /// ask for one) and/or its time (`apply_at`).
     #[allow(clippy::too_many_arguments)]
     pub async fn request(
         &self,
         environment: EnvironmentId,
         flag: &FlagName,
         edit: EnvironmentEdit,
-        needs_approval: bool,
+        acting: &Acting,
         apply_at: Option<DateTime<Utc>>,
         actor: Actor,
         origin: &Origin,
     ) -> Result<ChangeOutcome, ChangeError> {
-        let now = Utc::now();
+        let permit = self
+            .authorize(environment, acting, Action::ChangeFlags)
+            .await?;
+        let needs_approval = permit.approvals > 0;
+        let now = self.clock.now();
         if let Some(at) = apply_at
             && (at > now + chrono::Duration::days(MAX_SCHEDULE_DAYS)
                 || at < now - chrono::Duration::minutes(5))
@@ -117,10 +142,10 @@ impl<'a> FlagChanges<'a> {
             apply_at,
             needs_approval,
             if needs_approval {
-                "pending"
+                ChangeState::Pending
             } else {
-                "approved"
-            },
+                ChangeState::Approved
+            } as ChangeState,
         )
         .fetch_one(&mut *tx)
         .await?;
@@ -147,49 +172,54 @@ impl<'a> FlagChanges<'a> {
         environment: EnvironmentId,
         id: i64,
         decision: Decision,
+        acting: &Acting,
         actor: Actor,
         origin: &Origin,
     ) -> Result<&'static str, ChangeError> {
+        self.authorize(environment, acting, Action::Approve).await?;
+        let now = self.clock.now();
         let mut tx = self.store.pool().begin().await?;
         let row = sqlx::query!(
-            r#"select state, requested_by, summary, needs_approval, apply_at
-               from flag_change where flag_change_id = $1 and environment_id = $2
-                 and state in ('pending', 'approved')
-               for update"#,
+            r#"select summary, apply_at from flag_change
+               where flag_change_id = $1 and environment_id = $2"#,
             id,
             environment.0
         )
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(ChangeError::NotFound(id))?;
-        let (state, action) = match decision {
-            Decision::Approve if row.state != "pending" => return Err(ChangeError::NotFound(id)),
-            Decision::Approve if row.requested_by == actor.name => {
-                return Err(ChangeError::OwnChange);
-            }
-            Decision::Approve => ("approved", "flag.change_approved"),
-            Decision::Reject => ("rejected", "flag.change_rejected"),
-            Decision::Cancel => ("canceled", "flag.change_canceled"),
+        let record = load(&mut tx, id).await?;
+        if !record.state.is_open() {
+            return Err(ChangeError::NotFound(id));
+        }
+        let next = record
+            .apply(
+                &ChangeEvent::Decided {
+                    decision,
+                    by: actor.name.clone(),
+                },
+                now,
+            )
+            .map_err(|refusal| match refusal {
+                ChangeRefusal::OwnChange => ChangeError::OwnChange,
+                ChangeRefusal::NotOpen(..) => ChangeError::NotFound(id),
+            })?;
+        save(&mut tx, id, &next).await?;
+        let action = match decision {
+            Decision::Approve => "flag.change_approved",
+            Decision::Reject => "flag.change_rejected",
+            Decision::Cancel => "flag.change_canceled",
         };
-        sqlx::query!(
-            r#"update flag_change set state = $2, decided_by = $3, decided_at = now()
-               where flag_change_id = $1"#,
-            id,
-            state,
-            actor.name
-        )
-        .execute(&mut *tx)
-        .await?;
         AuditRecord::new(actor, action, origin)
             .target(format!("flag change {id}"))
-            .details(json!({ "before": row.state, "after": state, "summary": row.summary }))
+            .details(json!({ "before": record.state, "after": next.state, "summary": row.summary }))
             .write(&mut *tx)
             .await?;
         tx.commit().await?;
-        if state == "approved" && row.apply_at.is_none_or(|at| at <= Utc::now()) {
+        if next.state == ChangeState::Approved && row.apply_at.is_none_or(|at| at <= now) {
             self.apply_due().await?;
         }
-        Ok(state)
+        Ok(next.state.as_str())
     }
 
     /// The environment's waiting changes, oldest first.
@@ -199,7 +229,7 @@ impl<'a> FlagChanges<'a> {
     ) -> Result<Vec<WaitingChange>, sqlx::Error> {
         let rows = sqlx::query!(
             r#"select flag_change_id, flag_name, summary, requested_by, requested_at, apply_at,
-                      state, decided_by
+                      state as "state: ChangeState", decided_by
                from flag_change
                where environment_id = $1 and state in ('pending', 'approved')
                order by requested_at"#,
@@ -216,7 +246,7 @@ impl<'a> FlagChanges<'a> {
                 requested_by: r.requested_by,
                 requested_at: r.requested_at,
                 apply_at: r.apply_at,
-                needs_approval: r.state == "pending",
+                needs_approval: r.state == ChangeState::Pending,
                 approved_by: r.decided_by,
             })
             .collect())
@@ -226,16 +256,18 @@ impl<'a> FlagChanges<'a> {
     /// is applied in the name of the person who asked for it.
     pub async fn apply_due(&self) -> Result<usize, sqlx::Error> {
         let mut applied = 0;
+        let now = self.clock.now();
         loop {
             let mut tx = self.store.pool().begin().await?;
             let Some(row) = sqlx::query!(
                 r#"select flag_change_id, environment_id, flag_name, requested_by,
                           edit as "edit: Json<EnvironmentEdit>"
                    from flag_change
-                   where state = 'approved' and (apply_at is null or apply_at <= now())
+                   where state = 'approved' and (apply_at is null or apply_at <= $1)
                    order by apply_at nulls first, flag_change_id
                    limit 1
-                   for update skip locked"#
+                   for update skip locked"#,
+                now
             )
             .fetch_optional(&mut *tx)
             .await?
@@ -257,34 +289,68 @@ impl<'a> FlagChanges<'a> {
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
-            match result {
+            let record = load(&mut tx, row.flag_change_id).await?;
+            let event = match result {
                 Ok(done) => {
-                    let version = match &done {
-                        Applied::Changed { .. } => done.version_in(environment),
-                        Applied::Unchanged => None,
-                    };
-                    sqlx::query!(
-                        r#"update flag_change set state = 'applied', applied_at = now(), applied_version = $2
-                           where flag_change_id = $1"#,
-                        row.flag_change_id,
-                        version
-                    )
-                    .execute(&mut *tx)
-                    .await?;
                     applied += 1;
+                    ChangeEvent::Applied {
+                        version: match &done {
+                            Applied::Changed { .. } => done.version_in(environment),
+                            Applied::Unchanged => None,
+                        },
+                    }
                 }
                 Err(problem) => {
                     tracing::warn!(change = row.flag_change_id, %problem, "a waiting flag change no longer applies");
-                    sqlx::query!(
-                        "update flag_change set state = 'failed', problem = $2 where flag_change_id = $1",
-                        row.flag_change_id,
-                        problem
-                    )
-                    .execute(&mut *tx)
-                    .await?;
+                    ChangeEvent::NoLongerApplies { problem }
+                }
+            };
+            match record.apply(&event, now) {
+                Ok(next) => save(&mut tx, row.flag_change_id, &next).await?,
+                Err(refusal) => {
+                    tracing::error!(change = row.flag_change_id, %refusal, "a due flag change moved on meanwhile")
                 }
             }
             tx.commit().await?;
         }
     }
+}
+
+/// A change's record, locked until the transaction ends.
+async fn load(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    id: i64,
+) -> Result<ChangeRecord, sqlx::Error> {
+    sqlx::query_as!(
+        ChangeRecord,
+        r#"select state as "state: ChangeState", requested_by, decided_by, decided_at, applied_at,
+                  applied_version, problem
+           from flag_change where flag_change_id = $1 for update"#,
+        id
+    )
+    .fetch_one(&mut **tx)
+    .await
+}
+
+/// The one place a change's record is written.
+async fn save(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    id: i64,
+    record: &ChangeRecord,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"update flag_change set state = $2, decided_by = $3, decided_at = $4, applied_at = $5,
+                  applied_version = $6, problem = $7
+           where flag_change_id = $1"#,
+        id,
+        record.state as ChangeState,
+        record.decided_by,
+        record.decided_at,
+        record.applied_at,
+        record.applied_version,
+        record.problem,
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

@@ -28,6 +28,7 @@
 //! - Each `Evaluation` carries an OFREP `Reason`.
 
 pub mod change;
+pub mod change_state;
 mod constraint;
 mod context;
 pub mod definition;

@@ -10,6 +10,7 @@ use super::diff::{describe_constraint, diff};
 use super::model::{ClientFeatures, Strategy};
 use super::snapshot::{SnapshotError, SnapshotQuery};
 use super::store::{EnvironmentId, FlagError, FlagStore};
+use crate::environment::{Acting, Action};
 use crate::flag_view::{FlagRow, FlagsPage, HistoryEntry};
 use crate::role::Role;
 
@@ -24,37 +25,34 @@ pub struct Permission {
     pub needs_approval: bool,
 }
 
-/// Who may change flags in an environment: the roles its protection lets deploy (admins always);
-/// where its protection requires approvals for deploys, flag changes need one too. An environment
-/// the definition does not name is open to developers and release managers, without approvals.
+/// Who may change flags in an environment, by its rules ([`crate::environment::decide`]): the
+/// roles its protection lets deploy (admins always); where its protection requires approvals,
+/// flag changes wait for one.
 pub async fn permission(
     pool: &PgPool,
     project: &str,
     environment: &str,
     role: Role,
-) -> Result<Permission, sqlx::Error> {
-    let definition = crate::project::current_definition(pool, project).await?;
-    let protection = definition
-        .as_ref()
-        .and_then(|d| d.environment(environment))
-        .map(|e| e.protection.clone());
-    let needs_approval = protection
-        .as_ref()
-        .is_some_and(|p| p.required_approvals > 0);
-    let allowed = protection
-        .map(|p| p.allowed_roles)
-        .unwrap_or_else(|| vec![Role::Developer, Role::ReleaseManager]);
-    let mut names: Vec<&str> = allowed.iter().map(|r| r.label()).collect();
-    names.push(Role::Admin.label());
-    let who = match names.split_last() {
-        Some((last, [])) => (*last).to_string(),
-        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
-        None => String::new(),
+) -> Result<Permission, FlagError> {
+    let mut conn = pool.acquire().await?;
+    let environment = crate::environment::find(&mut conn, project, environment)
+        .await
+        .map_err(|e| match e {
+            crate::environment::EnvironmentError::Database(e) => FlagError::Database(e),
+            _ => FlagError::NoSuchEnvironment {
+                project: project.to_owned(),
+                environment: environment.to_owned(),
+            },
+        })?;
+    let acting = Acting::Person {
+        name: String::new(),
+        role,
     };
+    let decision = environment.decide(&acting, Action::ChangeFlags);
     Ok(Permission {
-        allowed: role == Role::Admin || allowed.contains(&role),
-        who,
-        needs_approval,
+        allowed: decision.is_ok(),
+        who: crate::environment::rules::who_may(&environment.protection.allowed_roles),
+        needs_approval: environment.protection.required_approvals > 0,
     })
 }
 

@@ -24,7 +24,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -50,25 +49,8 @@ pub const MAX_OWNER: usize = 200;
 /// The longest segment name.
 pub const MAX_SEGMENT_NAME: usize = 100;
 
-/// An environment's id, as notifications and the in-memory snapshots name it.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type,
-)]
-#[sqlx(transparent)]
-pub struct EnvironmentId(pub Uuid);
-
-impl fmt::Display for EnvironmentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl FromStr for EnvironmentId {
-    type Err = uuid::Error;
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(text).map(EnvironmentId)
-    }
-}
+/// Environments have their home in [`crate::environment`]; the flag store names them by id.
+pub use crate::environment::EnvironmentId;
 
 /// A segment's id: an integer, as Unleash's wire format numbers segments.
 #[derive(

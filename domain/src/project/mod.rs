@@ -2,11 +2,12 @@
 
 use crate::audit::{Actor, AuditRecord, Origin};
 use crate::definition::{self, Definition, Diagnostic};
+use crate::environment::{self, Acting, Action, Refusal, governance::GovernanceChange};
 use crate::overview::{DefinitionInfo, LastRun, Overview, PauseInfo, ProjectLink, ProjectOverview};
 use chrono::Utc;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 use uuid::Uuid;
@@ -43,16 +44,64 @@ pub async fn current_definition(
     pool: &PgPool,
     project: &str,
 ) -> Result<Option<Arc<Definition>>, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    current_definition_in(&mut conn, project).await
+}
+
+/// The same, on a connection the caller holds (inside its transaction).
+pub async fn current_definition_in(
+    conn: &mut PgConnection,
+    project: &str,
+) -> Result<Option<Arc<Definition>>, sqlx::Error> {
     let row = sqlx::query!(
         r#"select d.source, d.sha256 from project p
-           join lateral (select * from definition_version dv where dv.project_id = p.project_id
-                         order by dv.definition_version_id desc limit 1) d on true
+           join definition_version d on d.definition_version_id = p.current_definition_version_id
            where p.project_key = $1"#,
         project
     )
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .await?;
     Ok(row.and_then(|row| parsed(&row.sha256, &row.source).ok()))
+}
+
+/// Whether a push to `branch` starts a run: the current definition's `triggers.push.branches`
+/// (the git hook's pushes and GitHub's webhook both ask). None when the project does not exist.
+pub async fn push_starts_run(
+    pool: &PgPool,
+    project: &str,
+    branch: &str,
+) -> Result<Option<PushDecision>, sqlx::Error> {
+    Ok(current_definition(pool, project).await?.map(|definition| {
+        let patterns = definition.triggers().push_branches.clone();
+        PushDecision {
+            starts: definition.triggers().push_starts_run(branch),
+            patterns,
+        }
+    }))
+}
+
+/// What a push to one branch does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushDecision {
+    pub starts: bool,
+    /// `triggers.push.branches`, for saying why not.
+    pub patterns: Vec<String>,
+}
+
+impl PushDecision {
+    /// Why a push to `branch` starts no run, in words.
+    pub fn reason(&self, branch: &str) -> String {
+        if self.patterns.is_empty() {
+            format!(
+                "pushes start no runs in this project (flightdeck.yml has no triggers.push.branches), so `{branch}` was not built"
+            )
+        } else {
+            format!(
+                "pushes to `{branch}` start no run: triggers.push.branches is [{}]",
+                self.patterns.join(", ")
+            )
+        }
+    }
 }
 
 /// The largest flightdeck.yml accepted (a real one is a few kilobytes).
@@ -66,17 +115,38 @@ pub enum LoadDefinitionError {
     Invalid(Vec<Diagnostic>),
     #[error("this definition is for project `{found}`, not `{expected}`")]
     WrongProject { expected: String, found: String },
+    /// The definition changes who may deploy, and the caller may not.
+    #[error("{refusal}")]
+    Refused {
+        refusal: Box<Refusal>,
+        changes: Vec<GovernanceChange>,
+    },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
 
 /// What loading a definition did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Loaded {
-    /// A new version was stored.
-    NewVersion { project_key: String, version: i64 },
+    /// It is the current definition now: a new version, or a stored one made current again.
+    NewVersion {
+        project_key: String,
+        version: i64,
+        /// What it changed in who may deploy (each audited with before and after).
+        governance: Vec<GovernanceChange>,
+    },
     /// The same text was already the current version; nothing changed.
     Unchanged { project_key: String, version: i64 },
+}
+
+/// What loading a definition would do, without doing it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preview {
+    pub project_key: String,
+    /// False when the text is already the current version.
+    pub changes_definition: bool,
+    /// What it would change in who may deploy; loading it then needs a release manager.
+    pub governance: Vec<GovernanceChange>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,29 +159,31 @@ pub enum ScheduleError {
     Database(#[from] sqlx::Error),
 }
 
-/// Parses, validates and stores a project's flightdeck.yml, creating the project on first load
-/// and syncing its environments, in one transaction with its audit entry. Loading the current
-/// text again changes nothing. With `expected_project`, a file for another project is refused.
+/// A flightdeck.yml to make a project's current definition.
+#[derive(Debug, Clone, Copy)]
+pub struct DefinitionUpload<'a> {
+    pub source: &'a str,
+    /// Where it came from, for people: a file path, "api".
+    pub origin_label: &'a str,
+    /// With it, a file for another project is refused.
+    pub expected_project: Option<&'a str>,
+}
+
+/// Parses, validates and stores a project's flightdeck.yml and makes it the current definition,
+/// creating the project on first load and syncing its environments, in one transaction with its
+/// audit entries. Loading the current text again changes nothing; loading an earlier text makes
+/// that stored version current again (versions never change or go away: runs refer to them). A
+/// change to who may deploy needs [`Action::ChangeGovernance`].
 pub async fn load_definition(
     pool: &PgPool,
-    source: &str,
-    origin_label: &str,
-    expected_project: Option<&str>,
+    upload: DefinitionUpload<'_>,
+    acting: &Acting,
     actor: Actor,
     origin: &Origin,
 ) -> Result<Loaded, LoadDefinitionError> {
-    if source.len() > MAX_DEFINITION_BYTES {
-        return Err(LoadDefinitionError::TooLarge(source.len()));
-    }
-    let parsed = definition::parse(source).map_err(LoadDefinitionError::Invalid)?;
+    let parsed = check_upload(upload)?;
     let key = parsed.project().key.to_string();
-    if let Some(expected) = expected_project.filter(|e| *e != key) {
-        return Err(LoadDefinitionError::WrongProject {
-            expected: expected.to_string(),
-            found: key,
-        });
-    }
-    let sha = hex::encode(Sha256::digest(source.as_bytes()));
+    let sha = hex::encode(Sha256::digest(upload.source.as_bytes()));
     let mut tx = pool.begin().await?;
     let project_id = sqlx::query_scalar!(
         r#"insert into project (project_key, name, description) values ($1, $2, $3)
@@ -123,63 +195,158 @@ pub async fn load_definition(
     )
     .fetch_one(&mut *tx)
     .await?;
-    // Serialise concurrent loads of one project so versions stay in order.
-    sqlx::query!(
-        "select project_id from project where project_id = $1 for update",
-        project_id
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    let current = sqlx::query!(
-        "select definition_version_id, sha256 from definition_version where project_id = $1
-         order by definition_version_id desc limit 1",
-        project_id
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
-    let before_sha256 = current.as_ref().map(|c| c.sha256.clone());
-    if let Some(current) = current.filter(|c| c.sha256 == sha) {
+    // Serialise concurrent loads of one project so the pointer moves in order.
+    let current = current_version(&mut tx, project_id).await?;
+    if let Some(current) = current.as_ref().filter(|c| c.sha256 == sha) {
         tx.commit().await?;
         return Ok(Loaded::Unchanged {
             project_key: key,
             version: current.definition_version_id,
         });
     }
-    // A text loaded before, then replaced, becomes current again as a new version.
-    sqlx::query!(
-        "delete from definition_version where project_id = $1 and sha256 = $2",
+    let governance = governance_of(current.as_ref(), &parsed);
+    if !governance.is_empty() {
+        let rules = environment::Rules {
+            environment: format!("project `{key}`"),
+            ..environment::rules_in(&parsed, "")
+        };
+        environment::decide(&rules, acting, Action::ChangeGovernance).map_err(|refusal| {
+            LoadDefinitionError::Refused {
+                refusal: Box::new(refusal),
+                changes: governance.clone(),
+            }
+        })?;
+    }
+    let stored = sqlx::query_scalar!(
+        "select definition_version_id from definition_version where project_id = $1 and sha256 = $2",
         project_id,
         sha
     )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let version =
+        match stored {
+            Some(version) => version,
+            None => sqlx::query_scalar!(
+                r#"insert into definition_version (project_id, source, sha256, origin, loaded_by)
+                   values ($1, $2, $3, $4, $5) returning definition_version_id"#,
+                project_id,
+                upload.source,
+                sha,
+                upload.origin_label,
+                actor.name,
+            )
+            .fetch_one(&mut *tx)
+            .await?,
+        };
+    sqlx::query!(
+        "update project set current_definition_version_id = $2 where project_id = $1",
+        project_id,
+        version
+    )
     .execute(&mut *tx)
     .await?;
-    let version = sqlx::query_scalar!(
-        r#"insert into definition_version (project_id, source, sha256, origin, loaded_by)
-           values ($1, $2, $3, $4, $5) returning definition_version_id"#,
-        project_id,
-        source,
-        sha,
-        origin_label,
-        actor.name,
-    )
-    .fetch_one(&mut *tx)
-    .await?;
     sync_environments(&mut tx, project_id, &parsed).await?;
-    AuditRecord::new(actor, "definition.loaded", origin)
+    AuditRecord::new(actor.clone(), "definition.loaded", origin)
         .target(&key)
         .details(json!({
             "version": version,
             "sha256": sha,
-            "origin": origin_label,
-            "before_sha256": before_sha256,
+            "origin": upload.origin_label,
+            "stored_before": stored.is_some(),
+            "before_version": current.as_ref().map(|c| c.definition_version_id),
+            "before_sha256": current.as_ref().map(|c| c.sha256.clone()),
         }))
         .write(&mut *tx)
         .await?;
+    if !governance.is_empty() {
+        AuditRecord::new(actor, "definition.governance_changed", origin)
+            .security()
+            .target(&key)
+            .details(json!({ "version": version, "changes": governance }))
+            .write(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
     Ok(Loaded::NewVersion {
         project_key: key,
         version,
+        governance,
     })
+}
+
+/// What [`load_definition`] would change, without changing it.
+pub async fn preview_definition(
+    pool: &PgPool,
+    upload: DefinitionUpload<'_>,
+) -> Result<Preview, LoadDefinitionError> {
+    let parsed = check_upload(upload)?;
+    let key = parsed.project().key.to_string();
+    let sha = hex::encode(Sha256::digest(upload.source.as_bytes()));
+    let mut tx = pool.begin().await?;
+    let project_id =
+        sqlx::query_scalar!("select project_id from project where project_key = $1", key)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let current = match project_id {
+        Some(id) => current_version(&mut tx, id).await?,
+        None => None,
+    };
+    Ok(Preview {
+        project_key: key,
+        changes_definition: current.as_ref().is_none_or(|c| c.sha256 != sha),
+        governance: governance_of(current.as_ref(), &parsed),
+    })
+}
+
+fn check_upload(upload: DefinitionUpload<'_>) -> Result<Definition, LoadDefinitionError> {
+    if upload.source.len() > MAX_DEFINITION_BYTES {
+        return Err(LoadDefinitionError::TooLarge(upload.source.len()));
+    }
+    let parsed = definition::parse(upload.source).map_err(LoadDefinitionError::Invalid)?;
+    let key = parsed.project().key.to_string();
+    if let Some(expected) = upload.expected_project.filter(|e| *e != key) {
+        return Err(LoadDefinitionError::WrongProject {
+            expected: expected.to_string(),
+            found: key,
+        });
+    }
+    Ok(parsed)
+}
+
+struct CurrentVersion {
+    definition_version_id: i64,
+    sha256: String,
+    source: String,
+}
+
+/// The project's current version, with the project's row locked until the transaction ends.
+async fn current_version(
+    tx: &mut Transaction<'_, Postgres>,
+    project_id: Uuid,
+) -> Result<Option<CurrentVersion>, sqlx::Error> {
+    sqlx::query!(
+        "select project_id from project where project_id = $1 for update",
+        project_id
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query_as!(
+        CurrentVersion,
+        "select d.definition_version_id, d.sha256, d.source from project p
+         join definition_version d on d.definition_version_id = p.current_definition_version_id
+         where p.project_id = $1",
+        project_id
+    )
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+fn governance_of(current: Option<&CurrentVersion>, parsed: &Definition) -> Vec<GovernanceChange> {
+    current
+        .and_then(|c| definition::parse(&c.source).ok())
+        .map(|before| environment::governance::changes(&before, parsed))
+        .unwrap_or_default()
 }
 
 /// Environments follow the definition: new ones are added, order is updated. Removed ones are
@@ -224,8 +391,7 @@ pub async fn overview(
         r#"select p.project_id, p.project_key, p.name, p.description,
                   d.definition_version_id, d.source, d.sha256, d.origin, d.loaded_by, d.loaded_at
            from project p
-           join lateral (select * from definition_version dv where dv.project_id = p.project_id
-                         order by dv.definition_version_id desc limit 1) d on true
+           join definition_version d on d.definition_version_id = p.current_definition_version_id
            where p.project_key = $1"#,
         chosen
     )
@@ -270,7 +436,7 @@ pub async fn overview(
     .collect::<HashMap<_, _>>();
     // Each stage as the newest run left it.
     let latest = sqlx::query!(
-        r#"select s.name, s.state, r.number, r.finished_at
+        r#"select s.name, s.state as "state: crate::state::RunState", r.number, r.finished_at
            from run r join run_stage s using (run_id)
            where r.project_id = $1 and r.number = (select max(number) from run where project_id = $1)"#,
         row.project_id
@@ -278,7 +444,7 @@ pub async fn overview(
     .fetch_all(pool)
     .await?
     .into_iter()
-    .map(|s| (s.name, (crate::run::store::parse_state(&s.state), LastRun { number: s.number, finished_at: s.finished_at })))
+    .map(|s| (s.name, (s.state, LastRun { number: s.number, finished_at: s.finished_at })))
     .collect::<HashMap<_, _>>();
     let project = ProjectOverview {
         key: row.project_key,
@@ -314,8 +480,7 @@ pub async fn set_schedule_paused(
     let mut tx = pool.begin().await?;
     let row = sqlx::query!(
         r#"select p.project_id, d.source, d.sha256 from project p
-           join lateral (select source, sha256 from definition_version dv where dv.project_id = p.project_id
-                         order by dv.definition_version_id desc limit 1) d on true
+           join definition_version d on d.definition_version_id = p.current_definition_version_id
            where p.project_key = $1 for update of p"#,
         project_key
     )

@@ -2,19 +2,21 @@
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract::{Json, Path, Query};
 use super::routes::Routes;
+use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::{Extension, Json};
 use domain::access::Access;
 use domain::audit::{Actor, AuditFilter, AuditPage};
 use domain::auth::{Caller, Principal, Scope};
+use domain::environment::Acting;
 use domain::overview::{Overview, ProjectLink};
-use domain::project::{LoadDefinitionError, Loaded, ScheduleError};
+use domain::project::{DefinitionUpload, LoadDefinitionError, Loaded, ScheduleError};
 use domain::role::RoleSet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 const READERS: Access = Access::people_or_token(RoleSet::ANYONE, Scope::Read);
@@ -102,12 +104,23 @@ async fn project_overview(
         .ok_or_else(|| ApiError::NotFound(format!("there is no project `{project}`")))
 }
 
-/// Loads a new flightdeck.yml (the raw YAML is the body). 201 with the new version, 200 when the
-/// text is already current, 422 with every problem and its line and column otherwise.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoadQuery {
+    /// Say what loading would change (in who may deploy, too) and change nothing.
+    #[serde(default)]
+    preview: bool,
+}
+
+/// Loads a new flightdeck.yml (the raw YAML is the body) as the project's current definition.
+/// 201 with the version, 200 when the text is already current, 422 with every problem and its
+/// line and column, 403 with the list of changes when it changes who may deploy and the caller is
+/// no release manager. `?preview=true` answers what it would change and changes nothing.
 async fn load_definition(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(project): Path<String>,
+    Query(query): Query<LoadQuery>,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let source = std::str::from_utf8(&body).map_err(|e| ApiError::Invalid {
@@ -117,35 +130,78 @@ async fn load_definition(
         ),
         details: serde_json::Value::Null,
     })?;
+    let upload = DefinitionUpload {
+        source,
+        origin_label: "api",
+        expected_project: Some(&project),
+    };
+    let to_api = |e: LoadDefinitionError| match e {
+        LoadDefinitionError::TooLarge(_) => ApiError::PayloadTooLarge(e.to_string()),
+        LoadDefinitionError::Invalid(ref diagnostics) => ApiError::Invalid {
+            message: format!("flightdeck.yml has {} problem(s)", diagnostics.len()),
+            details: json!({
+                "diagnostics": diagnostics.iter().map(|d| json!({ "line": d.line, "column": d.column, "message": d.message })).collect::<Vec<_>>(),
+                "rendered": domain::definition::render(diagnostics, "flightdeck.yml", source),
+            }),
+        },
+        LoadDefinitionError::WrongProject { .. } => ApiError::Invalid {
+            message: e.to_string(),
+            details: serde_json::Value::Null,
+        },
+        LoadDefinitionError::Refused { refusal, changes } => ApiError::ForbiddenWith {
+            message: refusal.to_string(),
+            details: json!({ "changes": changes }),
+        },
+        LoadDefinitionError::Database(e) => ApiError::from(e),
+    };
+    if query.preview {
+        let preview = domain::project::preview_definition(&state.portal.pool, upload)
+            .await
+            .map_err(to_api)?;
+        return Ok((
+            StatusCode::OK,
+            Json(json!({
+                "project": preview.project_key,
+                "changed": false,
+                "would_change": preview.changes_definition,
+                "changes": preview.governance,
+            })),
+        ));
+    }
     let actor = Actor::of(caller.principal.as_ref());
-    let loaded = domain::project::load_definition(&state.portal.pool, source, "api", Some(&project), actor, &caller.origin)
-        .await
-        .map_err(|e| match e {
-            LoadDefinitionError::TooLarge(_) => ApiError::PayloadTooLarge(e.to_string()),
-            LoadDefinitionError::Invalid(ref diagnostics) => ApiError::Invalid {
-                message: format!("flightdeck.yml has {} problem(s)", diagnostics.len()),
-                details: json!({
-                    "diagnostics": diagnostics.iter().map(|d| json!({ "line": d.line, "column": d.column, "message": d.message })).collect::<Vec<_>>(),
-                    "rendered": domain::definition::render(diagnostics, "flightdeck.yml", source),
-                }),
-            },
-            LoadDefinitionError::WrongProject { .. } => ApiError::Invalid { message: e.to_string(), details: serde_json::Value::Null },
-            LoadDefinitionError::Database(e) => ApiError::from(e),
-        })?;
+    let acting = caller
+        .principal
+        .as_ref()
+        .map(Acting::of)
+        .ok_or(ApiError::Unauthenticated)?;
+    let loaded = domain::project::load_definition(
+        &state.portal.pool,
+        upload,
+        &acting,
+        actor,
+        &caller.origin,
+    )
+    .await
+    .map_err(to_api)?;
     Ok(match loaded {
         Loaded::NewVersion {
             project_key,
             version,
+            governance,
         } => (
             StatusCode::CREATED,
-            Json(json!({ "project": project_key, "version": version, "changed": true })),
+            Json(
+                json!({ "project": project_key, "version": version, "changed": true, "changes": governance }),
+            ),
         ),
         Loaded::Unchanged {
             project_key,
             version,
         } => (
             StatusCode::OK,
-            Json(json!({ "project": project_key, "version": version, "changed": false })),
+            Json(
+                json!({ "project": project_key, "version": version, "changed": false, "changes": [] }),
+            ),
         ),
     })
 }

@@ -8,12 +8,13 @@
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract::{Json, Path};
 use super::routes::Routes;
 use super::runs::start_from_payload;
+use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::{Extension, Json};
 use domain::access::Access;
 use domain::audit::{Actor, AuditRecord, Outcome};
 use domain::auth::Caller;
@@ -199,17 +200,10 @@ fn form_urlencoded_payload(body: &[u8]) -> Option<Vec<u8>> {
 
 /// Whether the project's current definition starts runs on pushes to `branch`.
 async fn branch_triggers(state: &AppState, project: &str, branch: &str) -> Result<bool, ApiError> {
-    let source = sqlx::query_scalar!(
-        "select d.source from definition_version d join project p using (project_id)
-         where p.project_key = $1 order by d.definition_version_id desc limit 1",
-        project
-    )
-    .fetch_optional(&state.portal.pool)
-    .await?
-    .ok_or_else(|| ApiError::NotFound(format!("there is no project `{project}`")))?;
-    Ok(domain::definition::parse(&source)
-        .map(|d| d.triggers().push_starts_run(branch))
-        .unwrap_or(false))
+    domain::project::push_starts_run(&state.portal.pool, project, branch)
+        .await?
+        .map(|decision| decision.starts)
+        .ok_or_else(|| ApiError::NotFound(format!("there is no project `{project}`")))
 }
 
 #[cfg(test)]

@@ -194,9 +194,14 @@ impl TestApp {
         let app = Self::spawn_empty().await;
         domain::project::load_definition(
             &app.pool,
-            SAMPLE,
-            "examples/studybuddy/flightdeck.yml",
-            None,
+            domain::project::DefinitionUpload {
+                source: SAMPLE,
+                origin_label: "examples/studybuddy/flightdeck.yml",
+                expected_project: None,
+            },
+            &domain::environment::Acting::Operator {
+                name: "test".into(),
+            },
             Actor::system(),
             &Origin::default(),
         )

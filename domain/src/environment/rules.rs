@@ -1,0 +1,260 @@
+//! The one decision about environments: may this caller do this action here, and how many other
+//! people must approve first? Every adapter (server functions, REST handlers, the CLI, the
+//! engine) asks [`decide`]; none decides on its own and passes a bool down.
+//!
+//! | action                | who may                                           | approvals by others |
+//! |-----------------------|---------------------------------------------------|---------------------|
+//! | change flags          | `protection.allowed_roles`, admins                | `required_approvals`|
+//! | deploy / promote      | `protection.allowed_roles`, admins                | `required_approvals`|
+//! | approve               | `protection.allowed_roles`, admins                | –                   |
+//! | override a window     | release managers, admins                          | –                   |
+//! | roll back             | `rollback.manual.roles`, admins                   | – (never waits)     |
+//! | change governance     | release managers, admins                          | –                   |
+//!
+//! `required_approvals: 2` means two people other than the one asking. API tokens hold no role,
+//! so they are refused every action here. The operator — a person at the server's command line,
+//! who can reach its database anyway — may do every action without waiting for approvals; the
+//! audit log names them (OS user and host) as the actor, so it is recorded, not hidden.
+
+use crate::definition::Protection;
+use crate::role::Role;
+
+/// Something done to an environment (or, for governance, to the rules themselves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    ChangeFlags,
+    Deploy,
+    Approve,
+    OverrideWindow,
+    RollBack,
+    /// Changing an environment's protection or deploy window, or the rollback policy.
+    ChangeGovernance,
+}
+
+impl Action {
+    fn phrase(self) -> &'static str {
+        match self {
+            Action::ChangeFlags => "change flags",
+            Action::Deploy => "deploy",
+            Action::Approve => "approve",
+            Action::OverrideWindow => "override the deploy window",
+            Action::RollBack => "roll back",
+            Action::ChangeGovernance => {
+                "change who may deploy (protection, deploy windows, the rollback policy)"
+            }
+        }
+    }
+}
+
+/// Who is acting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acting {
+    /// A signed-in person with a role.
+    Person { name: String, role: Role },
+    /// An API token: a machine, which holds scopes and no role.
+    Token { name: String },
+    /// A person at the server's command line (`flightdeck flags …`, `serve --project`).
+    Operator { name: String },
+}
+
+impl Acting {
+    pub fn name(&self) -> &str {
+        match self {
+            Acting::Person { name, .. } | Acting::Token { name } | Acting::Operator { name } => {
+                name
+            }
+        }
+    }
+}
+
+/// The rules one environment has: from its `protection` in the current definition and the
+/// project's rollback policy. An environment the definition does not declare gets the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    pub environment: String,
+    pub protection: Protection,
+    /// Roles that may roll back by hand (`rollback.manual.roles`).
+    pub rollback_roles: Vec<Role>,
+}
+
+/// Allowed; `approvals` other people must approve before it happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Permit {
+    pub approvals: u8,
+}
+
+/// Refused, with who may instead, in words a person reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{who} may not {what} in {environment}: {reason}")]
+pub struct Refusal {
+    pub who: String,
+    pub what: &'static str,
+    pub environment: String,
+    pub reason: String,
+    /// The roles that may, as a person reads them ("release manager or admin").
+    pub allowed: String,
+}
+
+/// The decision. Pure: the rules come from the current definition, the caller from the request.
+pub fn decide(rules: &Rules, acting: &Acting, action: Action) -> Result<Permit, Refusal> {
+    let roles: Vec<Role> = match action {
+        Action::ChangeFlags | Action::Deploy | Action::Approve => {
+            rules.protection.allowed_roles.clone()
+        }
+        Action::OverrideWindow | Action::ChangeGovernance => vec![Role::ReleaseManager],
+        Action::RollBack => rules.rollback_roles.clone(),
+    };
+    let approvals = match action {
+        Action::ChangeFlags | Action::Deploy => rules.protection.required_approvals,
+        _ => 0,
+    };
+    let allowed = who_may(&roles);
+    let refuse = |reason: String| Refusal {
+        who: acting.name().to_string(),
+        what: action.phrase(),
+        environment: rules.environment.clone(),
+        reason,
+        allowed: allowed.clone(),
+    };
+    match acting {
+        Acting::Operator { .. } => Ok(Permit { approvals: 0 }),
+        Acting::Token { .. } => Err(refuse(format!(
+            "API tokens hold no role; the {allowed} role does this"
+        ))),
+        Acting::Person { role, .. } if *role == Role::Admin || roles.contains(role) => {
+            Ok(Permit { approvals })
+        }
+        Acting::Person { role, .. } => Err(refuse(format!(
+            "the {allowed} role does this; you are {}",
+            with_article(role.label())
+        ))),
+    }
+}
+
+/// "developer, QA, release manager or admin": the roles (admins always) as a person reads them.
+pub fn who_may(roles: &[Role]) -> String {
+    let mut names: Vec<&str> = roles
+        .iter()
+        .filter(|r| **r != Role::Admin)
+        .map(|r| r.label())
+        .collect();
+    names.push(Role::Admin.label());
+    match names.split_last() {
+        Some((last, [])) => (*last).to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+fn with_article(label: &str) -> String {
+    let article = if label.starts_with(['a', 'e', 'i', 'o', 'u', 'A', 'E', 'I', 'O', 'U']) {
+        "an"
+    } else {
+        "a"
+    };
+    // "QA" reads as a letter name.
+    let article = if label == "QA" { "a" } else { article };
+    format!("{article} {label}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn production() -> Rules {
+        Rules {
+            environment: "production".into(),
+            protection: Protection {
+                required_approvals: 2,
+                allowed_roles: vec![Role::ReleaseManager],
+            },
+            rollback_roles: vec![Role::ReleaseManager, Role::Developer],
+        }
+    }
+
+    fn person(role: Role) -> Acting {
+        Acting::Person {
+            name: "pat".into(),
+            role,
+        }
+    }
+
+    #[test]
+    fn the_allowed_roles_deploy_and_change_flags_with_the_required_approvals() {
+        for action in [Action::Deploy, Action::ChangeFlags] {
+            assert_eq!(
+                decide(&production(), &person(Role::ReleaseManager), action),
+                Ok(Permit { approvals: 2 })
+            );
+            assert_eq!(
+                decide(&production(), &person(Role::Admin), action),
+                Ok(Permit { approvals: 2 })
+            );
+            let refused = decide(&production(), &person(Role::Developer), action).unwrap_err();
+            assert_eq!(refused.allowed, "release manager or admin");
+            assert!(
+                refused.to_string().contains("you are a developer"),
+                "{refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn rollbacks_follow_the_rollback_policy_and_never_wait() {
+        assert_eq!(
+            decide(&production(), &person(Role::Developer), Action::RollBack),
+            Ok(Permit { approvals: 0 })
+        );
+        assert!(decide(&production(), &person(Role::Qa), Action::RollBack).is_err());
+    }
+
+    #[test]
+    fn windows_and_governance_are_for_release_managers_and_admins() {
+        for action in [Action::OverrideWindow, Action::ChangeGovernance] {
+            assert!(decide(&production(), &person(Role::ReleaseManager), action).is_ok());
+            assert!(decide(&production(), &person(Role::Admin), action).is_ok());
+            let mut open = production();
+            open.protection.allowed_roles = Role::ALL.to_vec();
+            assert!(decide(&open, &person(Role::Developer), action).is_err());
+        }
+    }
+
+    #[test]
+    fn tokens_are_refused_and_the_operator_is_allowed_without_waiting() {
+        let token = Acting::Token { name: "ci".into() };
+        let operator = Acting::Operator {
+            name: "cli:root@host".into(),
+        };
+        for action in [
+            Action::ChangeFlags,
+            Action::Deploy,
+            Action::Approve,
+            Action::OverrideWindow,
+            Action::RollBack,
+            Action::ChangeGovernance,
+        ] {
+            assert!(decide(&production(), &token, action).is_err());
+            assert_eq!(
+                decide(&production(), &operator, action),
+                Ok(Permit { approvals: 0 })
+            );
+        }
+    }
+
+    #[test]
+    fn the_refusal_names_who_may() {
+        assert_eq!(
+            who_may(&[Role::Developer, Role::Qa]),
+            "developer, QA or admin"
+        );
+        assert_eq!(who_may(&[Role::Admin]), "admin");
+        assert_eq!(who_may(&[]), "admin");
+        let refused = decide(&production(), &person(Role::Qa), Action::Deploy).unwrap_err();
+        assert!(refused.to_string().contains("you are a QA"), "{refused}");
+        let refused = decide(&production(), &person(Role::Viewer), Action::Approve).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "pat may not approve in production: the release manager or admin role does this; you are a viewer"
+        );
+    }
+}
