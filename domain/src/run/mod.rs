@@ -2,6 +2,7 @@
 
 pub mod artifacts;
 pub mod git;
+pub mod job;
 pub mod plan;
 pub mod protocol;
 pub mod query;

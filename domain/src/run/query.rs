@@ -3,11 +3,12 @@
 //! with a million runs as with ten.
 
 use super::spec::JobSpec;
-use super::store::{RunError, parse_state};
+use super::store::RunError;
 use crate::run_view::{
     ArtifactInfo, JobDetail, JobSummary, LogLineView, LogPage, RunDetail, RunFilter, RunPage,
     RunSummary, StageRun,
 };
+use crate::state::RunState;
 use chrono::Utc;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -19,7 +20,7 @@ struct RunRow {
     run_id: Uuid,
     project_key: String,
     number: i64,
-    state: String,
+    state: RunState,
     trigger: String,
     triggered_by: String,
     commit_sha: String,
@@ -36,7 +37,7 @@ impl RunRow {
         RunSummary {
             project: self.project_key,
             number: self.number,
-            state: parse_state(&self.state),
+            state: self.state,
             trigger: self.trigger,
             triggered_by: self.triggered_by,
             commit_sha: self.commit_sha,
@@ -66,7 +67,7 @@ pub async fn list(
     .ok_or_else(|| RunError::UnknownProject(project.to_string()))?;
     let rows = sqlx::query_as!(
         RunRow,
-        r#"select r.run_id, $1::text as "project_key!", r.number, r.state, r.trigger, r.triggered_by, r.commit_sha,
+        r#"select r.run_id, $1::text as "project_key!", r.number, r.state as "state: RunState", r.trigger, r.triggered_by, r.commit_sha,
                   r.branch, r.commit_author, r.commit_message, r.created_at, r.started_at, r.finished_at
            from run r
            where r.project_id = $2
@@ -103,7 +104,7 @@ pub async fn list(
 async fn run_row(pool: &PgPool, project: &str, number: i64) -> Result<RunRow, RunError> {
     sqlx::query_as!(
         RunRow,
-        r#"select r.run_id, p.project_key, r.number, r.state, r.trigger, r.triggered_by, r.commit_sha,
+        r#"select r.run_id, p.project_key, r.number, r.state as "state: RunState", r.trigger, r.triggered_by, r.commit_sha,
                   r.branch, r.commit_author, r.commit_message, r.created_at, r.started_at, r.finished_at
            from run r join project p using (project_id)
            where p.project_key = $1 and r.number = $2"#,
@@ -119,7 +120,7 @@ struct JobRow {
     job_id: Uuid,
     stage: String,
     name: String,
-    state: String,
+    state: RunState,
     reason: Option<String>,
     needs: Vec<String>,
     runs_on: Vec<String>,
@@ -137,7 +138,7 @@ impl JobRow {
         let spec: Option<JobSpec> = serde_json::from_value(self.spec.clone()).ok();
         JobSummary {
             name: self.name.clone(),
-            state: parse_state(&self.state),
+            state: self.state,
             reason: self.reason.clone(),
             needs: self.needs.clone(),
             runs_on: self.runs_on.clone(),
@@ -157,7 +158,7 @@ async fn jobs(pool: &PgPool, run_id: Uuid) -> Result<Vec<JobRow>, sqlx::Error> {
     // found through run_by_project and job_by_run.
     sqlx::query_as!(
         JobRow,
-        r#"select j.job_id, s.name as stage, j.name, j.state, j.reason, j.needs, j.runs_on, j.attempt,
+        r#"select j.job_id, s.name as stage, j.name, j.state as "state: RunState", j.reason, j.needs, j.runs_on, j.attempt,
                   j.max_attempts, j.allow_failure, j.started_at, j.finished_at, j.spec,
                   (select extract(epoch from (pj.finished_at - pj.started_at))::bigint
                      from run pr join job pj on pj.run_id = pr.run_id
@@ -202,7 +203,7 @@ pub async fn detail(pool: &PgPool, project: &str, number: i64) -> Result<RunDeta
     let run = run_row(pool, project, number).await?;
     let run_id = run.run_id;
     let stage_rows = sqlx::query!(
-        "select name, title, needs, state from run_stage where run_id = $1 order by position",
+        r#"select name, title, needs, state as "state: RunState" from run_stage where run_id = $1 order by position"#,
         run_id
     )
     .fetch_all(pool)
@@ -219,7 +220,7 @@ pub async fn detail(pool: &PgPool, project: &str, number: i64) -> Result<RunDeta
             name: s.name,
             title: s.title,
             needs: s.needs,
-            state: parse_state(&s.state),
+            state: s.state,
         })
         .collect();
     Ok(RunDetail {
@@ -284,7 +285,10 @@ pub async fn log_page(
     )
     .fetch_one(pool)
     .await?;
-    let first = from_line.unwrap_or((total - limit + 1).max(1)).max(1);
+    // Line numbers are `int` in the database: anything past that range starts past the end.
+    let first = from_line
+        .unwrap_or((total - limit + 1).max(1))
+        .clamp(1, i64::from(i32::MAX));
     let lines = sqlx::query!(
         "select line_no, stream, text from log_line
          where job_id = $1 and attempt = $2 and line_no >= $3 order by line_no limit $4",

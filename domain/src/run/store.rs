@@ -1,12 +1,24 @@
 //! Runs in the database: creating them from a definition, moving them on, canceling and
 //! re-running. Every change happens in a transaction holding the run's row lock, so replicas
 //! that react to the same event at once apply it once.
+//!
+//! **Lock order** (every function here and in [`super::work`] follows it; anything new must):
+//! the `run` row first, then its `job` rows (`for update`). Nothing that holds a job's lock
+//! asks for its run's. A claim picks a candidate without locks, locks the run, then re-reads
+//! the job; the lease reaper does the same per run. Calls that touch one job only (heartbeat,
+//! log lines) lock that job alone and take no other lock.
+//!
+//! A job's record moves only through [`super::job::JobRecord::apply`] and is written only by
+//! [`save_job`].
 
+use super::job::{JobEvent, JobRecord};
 use super::plan::{JobNode, StageNode, plan_run, progress};
-use super::transition::{Event, InvalidTransition, Member, aggregate, transition};
+use super::transition::{Event, InvalidTransition, Member, aggregate};
 use crate::audit::{Actor, AuditRecord, Origin};
+use crate::clock::{SharedClock, system};
 use crate::definition::{self, Diagnostic};
 use crate::state::RunState;
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
@@ -85,11 +97,20 @@ pub struct Created {
 #[derive(Clone)]
 pub struct Runs {
     pool: PgPool,
+    clock: SharedClock,
 }
 
 impl Runs {
     pub fn new(pool: PgPool) -> Self {
-        Runs { pool }
+        Runs {
+            pool,
+            clock: system(),
+        }
+    }
+
+    /// The same store reading time from `clock`.
+    pub fn with_clock(self, clock: SharedClock) -> Self {
+        Runs { clock, ..self }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -151,8 +172,9 @@ impl Runs {
             }
             None => {
                 let row = sqlx::query!(
-                    "select definition_version_id, source from definition_version where project_id = $1
-                     order by definition_version_id desc limit 1",
+                    r#"select d.definition_version_id, d.source from project p
+                       join definition_version d on d.definition_version_id = p.current_definition_version_id
+                       where p.project_id = $1"#,
                     project.project_id
                 )
                 .fetch_optional(&mut *tx)
@@ -226,7 +248,7 @@ impl Runs {
             .details(json!({ "trigger": trigger.as_str(), "commit": commit.sha, "branch": commit.branch }))
             .write(&mut *tx)
             .await?;
-        advance(&mut tx, run_id).await?;
+        advance(&mut tx, run_id, self.clock.now()).await?;
         tx.commit().await?;
         Ok(Created {
             run_id,
@@ -239,7 +261,7 @@ impl Runs {
     /// registering with new labels, for instance).
     pub async fn advance(&self, run_id: Uuid) -> Result<(), RunError> {
         let mut tx = self.pool.begin().await?;
-        advance(&mut tx, run_id).await?;
+        advance(&mut tx, run_id, self.clock.now()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -253,38 +275,20 @@ impl Runs {
         actor: Actor,
         origin: &Origin,
     ) -> Result<bool, RunError> {
+        let now = self.clock.now();
         let mut tx = self.pool.begin().await?;
         lock_run(&mut tx, run_id).await?;
-        let jobs = sqlx::query!(
-            "select job_id, state from job where run_id = $1 for update",
-            run_id
-        )
-        .fetch_all(&mut *tx)
-        .await?;
         let mut changed = 0;
-        for job in jobs {
-            let state = parse_state(&job.state);
-            match state {
-                RunState::Waiting | RunState::Queued => {
-                    set_state(
-                        &mut tx,
-                        job.job_id,
-                        transition(state, Event::Cancel)?,
-                        Some("canceled"),
-                    )
-                    .await?;
+        for (job_id, record) in load_jobs(&mut tx, run_id).await? {
+            if matches!(
+                record.state,
+                RunState::Waiting | RunState::Queued | RunState::Running
+            ) {
+                let next = record.apply(&JobEvent::Cancel, now)?;
+                if next != record {
+                    save_job(&mut tx, job_id, &next).await?;
                     changed += 1;
                 }
-                RunState::Running => {
-                    sqlx::query!(
-                        "update job set cancel_requested = true, reason = 'canceling: waiting for the runner to stop it' where job_id = $1",
-                        job.job_id
-                    )
-                    .execute(&mut *tx)
-                    .await?;
-                    changed += 1;
-                }
-                _ => {}
             }
         }
         if changed > 0 {
@@ -293,7 +297,7 @@ impl Runs {
                 .target(target)
                 .write(&mut *tx)
                 .await?;
-            advance(&mut tx, run_id).await?;
+            advance(&mut tx, run_id, now).await?;
         }
         tx.commit().await?;
         Ok(changed > 0)
@@ -309,16 +313,21 @@ impl Runs {
         actor: Actor,
         origin: &Origin,
     ) -> Result<usize, RunError> {
+        let now = self.clock.now();
         let mut tx = self.pool.begin().await?;
         lock_run(&mut tx, run_id).await?;
-        let jobs = sqlx::query!(
-            "select job_id, name, state from job where run_id = $1 for update",
-            run_id
-        )
-        .fetch_all(&mut *tx)
-        .await?;
+        let names = sqlx::query!("select job_id, name from job where run_id = $1", run_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let jobs = load_jobs(&mut tx, run_id).await?;
+        let name_of = |id: Uuid| {
+            names
+                .iter()
+                .find(|n| n.job_id == id)
+                .map(|n| n.name.as_str())
+        };
         if let Some(name) = job {
-            let Some(chosen) = jobs.iter().find(|j| j.name == name) else {
+            let Some((_, chosen)) = jobs.iter().find(|(id, _)| name_of(*id) == Some(name)) else {
                 let number =
                     sqlx::query_scalar!("select number from run where run_id = $1", run_id)
                         .fetch_one(&mut *tx)
@@ -328,26 +337,15 @@ impl Runs {
                     job: name.to_string(),
                 });
             };
-            transition(parse_state(&chosen.state), Event::Rerun)?;
+            chosen.apply(&JobEvent::Rerun, now)?;
         }
         let mut again = 0;
-        for row in &jobs {
-            let state = parse_state(&row.state);
-            let chosen = job == Some(row.name.as_str());
-            let follows = matches!(state, RunState::Skipped | RunState::Canceled);
-            let whole_run = job.is_none() && state != RunState::Succeeded;
+        for (job_id, record) in &jobs {
+            let chosen = job.is_some() && job == name_of(*job_id);
+            let follows = matches!(record.state, RunState::Skipped | RunState::Canceled);
+            let whole_run = job.is_none() && record.state != RunState::Succeeded;
             if chosen || follows || whole_run {
-                let next = transition(state, Event::Rerun)?;
-                sqlx::query!(
-                    "update job set state = $2, reason = null, attempt = 0, exit_code = null, runner_id = null,
-                            lease_expires_at = null, cancel_requested = false, queued_at = null,
-                            started_at = null, finished_at = null
-                     where job_id = $1",
-                    row.job_id,
-                    next.as_str()
-                )
-                .execute(&mut *tx)
-                .await?;
+                save_job(&mut tx, *job_id, &record.apply(&JobEvent::Rerun, now)?).await?;
                 again += 1;
             }
         }
@@ -363,7 +361,7 @@ impl Runs {
         )
         .execute(&mut *tx)
         .await?;
-        advance(&mut tx, run_id).await?;
+        advance(&mut tx, run_id, now).await?;
         tx.commit().await?;
         Ok(again)
     }
@@ -417,7 +415,8 @@ impl Runs {
 }
 
 /// Stores the definition found at a commit as a version of the project's definition (once per
-/// text), without making it the project's current one.
+/// text) for the run to use. It does not become the project's current one: only a definition
+/// upload or the operator moves that pointer (see `crate::project::load_definition`).
 async fn store_definition(
     tx: &mut Transaction<'_, Postgres>,
     project_id: Uuid,
@@ -448,10 +447,6 @@ async fn store_definition(
     .await
 }
 
-pub(crate) fn parse_state(text: &str) -> RunState {
-    serde_json::from_value(serde_json::Value::String(text.to_string())).unwrap_or(RunState::Failed)
-}
-
 pub(super) async fn lock_run(
     tx: &mut Transaction<'_, Postgres>,
     run_id: Uuid,
@@ -478,22 +473,86 @@ async fn run_label(
     Ok(format!("{}#{}", row.project_key, row.number))
 }
 
-/// Writes a job's new state with the server's clock.
-pub(super) async fn set_state(
+/// One job's record, locked until the transaction ends. The caller holds the run's lock (see
+/// the lock order above) unless it touches this job alone.
+pub(super) async fn load_job(
     tx: &mut Transaction<'_, Postgres>,
     job_id: Uuid,
-    state: RunState,
-    reason: Option<&str>,
+) -> Result<Option<JobRecord>, sqlx::Error> {
+    sqlx::query_as!(
+        JobRecord,
+        r#"select state as "state: RunState", reason, attempt, max_attempts, infrastructure_requeues,
+                  runner_id, lease_expires_at, cancel_requested, exit_code, not_before,
+                  queued_at, started_at, finished_at
+           from job where job_id = $1 for update"#,
+        job_id
+    )
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// Every job of a run with its record, in order, locked. The caller holds the run's lock.
+pub(super) async fn load_jobs(
+    tx: &mut Transaction<'_, Postgres>,
+    run_id: Uuid,
+) -> Result<Vec<(Uuid, JobRecord)>, sqlx::Error> {
+    Ok(sqlx::query!(
+        r#"select job_id, state as "state: RunState", reason, attempt, max_attempts, infrastructure_requeues,
+                  runner_id, lease_expires_at, cancel_requested, exit_code, not_before,
+                  queued_at, started_at, finished_at
+           from job where run_id = $1 order by position for update"#,
+        run_id
+    )
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .map(|r| {
+        (
+            r.job_id,
+            JobRecord {
+                state: r.state,
+                reason: r.reason,
+                attempt: r.attempt,
+                max_attempts: r.max_attempts,
+                infrastructure_requeues: r.infrastructure_requeues,
+                runner_id: r.runner_id,
+                lease_expires_at: r.lease_expires_at,
+                cancel_requested: r.cancel_requested,
+                exit_code: r.exit_code,
+                not_before: r.not_before,
+                queued_at: r.queued_at,
+                started_at: r.started_at,
+                finished_at: r.finished_at,
+            },
+        )
+    })
+    .collect())
+}
+
+/// The one place a job's record is written.
+pub(super) async fn save_job(
+    tx: &mut Transaction<'_, Postgres>,
+    job_id: Uuid,
+    job: &JobRecord,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "update job set state = $2, reason = $3,
-                queued_at = case when $2 = 'queued' then now() else queued_at end,
-                finished_at = case when $2 in ('succeeded', 'failed', 'canceled', 'skipped') then now() else finished_at end,
-                lease_expires_at = case when $2 = 'running' then lease_expires_at else null end
+        "update job set state = $2, reason = $3, attempt = $4, infrastructure_requeues = $5,
+                runner_id = $6, lease_expires_at = $7, cancel_requested = $8, exit_code = $9,
+                not_before = $10, queued_at = $11, started_at = $12, finished_at = $13
          where job_id = $1",
         job_id,
-        state.as_str(),
-        reason
+        job.state as RunState,
+        job.reason,
+        job.attempt,
+        job.infrastructure_requeues,
+        job.runner_id,
+        job.lease_expires_at,
+        job.cancel_requested,
+        job.exit_code,
+        job.not_before,
+        job.queued_at,
+        job.started_at,
+        job.finished_at,
     )
     .execute(&mut **tx)
     .await?;
@@ -505,21 +564,23 @@ pub(super) async fn set_state(
 pub(super) async fn advance(
     tx: &mut Transaction<'_, Postgres>,
     run_id: Uuid,
+    now: DateTime<Utc>,
 ) -> Result<(), RunError> {
     lock_run(tx, run_id).await?;
     let stages = sqlx::query!(
-        "select run_stage_id, name, needs, state from run_stage where run_id = $1 order by position",
+        r#"select run_stage_id, name, needs, state as "state: RunState" from run_stage where run_id = $1 order by position"#,
         run_id
     )
     .fetch_all(&mut **tx)
     .await?;
-    let jobs = sqlx::query!(
-        r#"select j.job_id, s.name as stage, j.name, j.needs, j.runs_on, j.state, j.allow_failure, j.optional, j.reason
+    let shapes = sqlx::query!(
+        r#"select j.job_id, s.name as stage, j.name, j.needs, j.runs_on, j.allow_failure, j.optional
            from job j join run_stage s using (run_stage_id) where j.run_id = $1 order by j.position"#,
         run_id
     )
     .fetch_all(&mut **tx)
     .await?;
+    let mut records = load_jobs(tx, run_id).await?;
     let runner_labels: Vec<Vec<String>> = sqlx::query_scalar!(
         "select labels from runner where last_seen_at > now() - interval '60 seconds'"
     )
@@ -532,39 +593,57 @@ pub(super) async fn advance(
             needs: s.needs.clone(),
         })
         .collect();
-    let mut nodes: Vec<JobNode> = jobs
+    let nodes: Vec<JobNode> = shapes
         .iter()
-        .map(|j| JobNode {
+        .zip(&records)
+        .map(|(j, (_, record))| JobNode {
             stage: j.stage.clone(),
             name: j.name.clone(),
             needs: j.needs.clone(),
             runs_on: j.runs_on.clone(),
-            state: parse_state(&j.state),
+            state: record.state,
             allow_failure: j.allow_failure,
             optional: j.optional,
-            reason: j.reason.clone(),
+            reason: record.reason.clone(),
         })
         .collect();
     for step in progress(&stage_nodes, &nodes, &runner_labels) {
-        let job = &jobs[step.job];
-        let state = match step.event {
-            Some(event) => transition(nodes[step.job].state, event)?,
-            None => nodes[step.job].state,
+        let (job_id, record) = &mut records[step.job];
+        let event = match step.event {
+            Some(Event::Ready) => JobEvent::Ready {
+                reason: step.reason,
+            },
+            Some(Event::Skip) => JobEvent::Skip {
+                reason: step.reason,
+            },
+            Some(other) => {
+                return Err(RunError::Transition(InvalidTransition {
+                    from: record.state,
+                    event: other,
+                }));
+            }
+            None => JobEvent::Explain {
+                reason: step.reason,
+            },
         };
-        set_state(tx, job.job_id, state, step.reason.as_deref()).await?;
-        nodes[step.job].state = state;
+        let next = record.apply(&event, now)?;
+        if next != *record {
+            save_job(tx, *job_id, &next).await?;
+            *record = next;
+        }
     }
     for stage in &stages {
-        let members: Vec<Member> = nodes
+        let members: Vec<Member> = shapes
             .iter()
-            .filter(|n| n.stage == stage.name)
-            .map(|n| Member {
-                state: n.state,
-                allow_failure: n.allow_failure,
+            .zip(&records)
+            .filter(|(j, _)| j.stage == stage.name)
+            .map(|(j, (_, record))| Member {
+                state: record.state,
+                allow_failure: j.allow_failure,
             })
             .collect();
         let state = aggregate(&members);
-        if state.as_str() != stage.state {
+        if state != stage.state {
             sqlx::query!(
                 "update run_stage set state = $2,
                         started_at = coalesce(started_at, case when $2 in ('running', 'succeeded', 'failed') then now() end),
@@ -577,11 +656,12 @@ pub(super) async fn advance(
             .await?;
         }
     }
-    let members: Vec<Member> = nodes
+    let members: Vec<Member> = shapes
         .iter()
-        .map(|n| Member {
-            state: n.state,
-            allow_failure: n.allow_failure,
+        .zip(&records)
+        .map(|(j, (_, record))| Member {
+            state: record.state,
+            allow_failure: j.allow_failure,
         })
         .collect();
     let state = aggregate(&members);

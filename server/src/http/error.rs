@@ -18,6 +18,12 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     Forbidden(String),
+    /// Refused, with what the refusal is about (e.g. the changes a definition would make).
+    #[error("{message}")]
+    ForbiddenWith {
+        message: String,
+        details: serde_json::Value,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -29,6 +35,9 @@ pub enum ApiError {
     },
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A body the extractors could not read, with the status that fits (400, 413, 415, 422).
+    #[error("{message}")]
+    Rejected { status: StatusCode, message: String },
     #[error("the database is unavailable; try again shortly")]
     Unavailable,
     #[error("something went wrong on the server; the error was logged")]
@@ -46,11 +55,12 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED
             }
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::ForbiddenWith { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Rejected { status, .. } => *status,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -62,11 +72,17 @@ impl ApiError {
             ApiError::InvalidToken => "invalid_token",
             ApiError::BadSignature(_) => "bad_signature",
             ApiError::BadRequest(_) => "bad_request",
-            ApiError::Forbidden(_) => "forbidden",
+            ApiError::Forbidden(_) | ApiError::ForbiddenWith { .. } => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Invalid { .. } => "invalid",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::Rejected { status, .. } => match *status {
+                StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                StatusCode::UNPROCESSABLE_ENTITY => "invalid",
+                _ => "bad_request",
+            },
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -98,7 +114,9 @@ impl IntoResponse for ApiError {
             tracing::error!(error = ?cause, "API request failed");
         }
         let details = match &self {
-            ApiError::Invalid { details, .. } => details.clone(),
+            ApiError::Invalid { details, .. } | ApiError::ForbiddenWith { details, .. } => {
+                details.clone()
+            }
             _ => serde_json::Value::Null,
         };
         let mut body = json!({ "error": { "code": self.code(), "message": self.to_string() } });

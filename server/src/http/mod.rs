@@ -7,6 +7,7 @@ pub mod caller;
 pub mod csrf;
 pub mod error;
 pub mod events;
+pub mod extract;
 pub mod flag_context;
 pub mod health;
 pub mod ofrep;

@@ -1,35 +1,36 @@
 //! The runner protocol's server side (see `domain::run::protocol`): registration, long-poll
 //! claims, heartbeats, logs, artifact uploads and results, for tokens with the `runner` scope.
+//! Every call naming a runner is bound to it first (`Work::bind`): a token acts only for the
+//! runner it registered (403 and a security audit entry otherwise).
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract::{Json, Path, Query};
 use super::routes::Routes;
+use axum::Extension;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use domain::access::Access;
+use domain::audit::Actor;
 use domain::auth::{Caller, Principal, Scope};
-use domain::role::RoleSet;
-use domain::run::artifacts::{ArtifactStorage, Uploaded, key_for};
+use domain::role::{Role, RoleSet};
+use domain::run::artifacts::{IngestError, Upload, ingest};
 use domain::run::protocol::{
     CLAIM_WAIT_SECS, ClaimRequest, FinishRequest, HeartbeatRequest, HeartbeatResponse, LogBatch,
     RegisterRequest, RegisterResponse,
 };
-use domain::run::work::WorkError;
-use futures::StreamExt;
+use domain::run::work::{Attempt, BoundRunner, RunnerCaller, WorkError};
+use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 /// Runners are machines with a `runner` token; admins may call the endpoints to debug.
 const RUNNERS: Access = Access::people_or_token(RoleSet::ADMINS, Scope::Runner);
 
-/// The largest artifact accepted (an APK or IPA is well under this).
-pub const MAX_ARTIFACT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+pub use domain::run::artifacts::ingest::MAX_ARTIFACT_BYTES;
 
 pub fn routes(routes: Routes) -> Routes {
     routes
@@ -48,8 +49,10 @@ pub fn routes(routes: Routes) -> Routes {
 impl From<WorkError> for ApiError {
     fn from(e: WorkError) -> Self {
         match e {
-            WorkError::LeaseLost => ApiError::Conflict(e.to_string()),
+            WorkError::LeaseLost | WorkError::NameTaken(_) => ApiError::Conflict(e.to_string()),
             WorkError::UnknownRunner => ApiError::NotFound(e.to_string()),
+            WorkError::NotYourRunner => ApiError::Forbidden(e.to_string()),
+            WorkError::BadRequest(message) => ApiError::BadRequest(message),
             WorkError::Run(e) => e.into(),
             WorkError::Database(e) => e.into(),
         }
@@ -58,6 +61,54 @@ impl From<WorkError> for ApiError {
 
 fn job_id(text: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(text).map_err(|_| ApiError::NotFound(format!("there is no job `{text}`")))
+}
+
+/// The runner `runner_id`, once the caller is known to act for it.
+async fn bound(
+    state: &AppState,
+    caller: &Caller,
+    runner_id: Uuid,
+) -> Result<BoundRunner, ApiError> {
+    let as_whom = match &caller.principal {
+        Some(Principal::Token(token)) => RunnerCaller::Token(token.id),
+        Some(Principal::User(user)) if user.role == Role::Admin => RunnerCaller::Admin,
+        Some(_) => {
+            return Err(ApiError::Forbidden(
+                "runner calls take a runner token".into(),
+            ));
+        }
+        None => return Err(ApiError::Unauthenticated),
+    };
+    Ok(state
+        .portal
+        .work
+        .bind(
+            runner_id,
+            as_whom,
+            Actor::of(caller.principal.as_ref()),
+            &caller.origin,
+        )
+        .await?)
+}
+
+/// One attempt of a job, held by a runner the caller acts for.
+async fn attempt(
+    state: &AppState,
+    caller: &Caller,
+    job: &str,
+    runner_id: Uuid,
+    attempt: i32,
+) -> Result<Attempt, ApiError> {
+    if attempt < 1 {
+        return Err(ApiError::BadRequest(format!(
+            "attempt {attempt} is out of range: attempts are numbered from 1"
+        )));
+    }
+    Ok(Attempt {
+        job_id: job_id(job)?,
+        runner: bound(state, caller, runner_id).await?,
+        attempt,
+    })
 }
 
 async fn register(
@@ -98,12 +149,14 @@ async fn register(
 /// Waits up to CLAIM_WAIT_SECS for a job, waking when a run changes anywhere.
 async fn claim(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Json(request): Json<ClaimRequest>,
 ) -> Result<Response, ApiError> {
+    let runner = bound(&state, &caller, request.runner_id).await?;
     let deadline = Instant::now() + Duration::from_secs(CLAIM_WAIT_SECS);
     let mut changes = state.live.subscribe();
     loop {
-        if let Some(job) = state.portal.work.claim(request.runner_id).await? {
+        if let Some(job) = state.portal.work.claim(runner).await? {
             return Ok(Json(job).into_response());
         }
         let left = deadline.saturating_duration_since(Instant::now());
@@ -122,19 +175,18 @@ async fn claim(
 
 async fn heartbeat(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(job): Path<String>,
     Json(request): Json<HeartbeatRequest>,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
-    let cancel = state
-        .portal
-        .work
-        .heartbeat(job_id(&job)?, request.runner_id, request.attempt)
-        .await?;
+    let held = attempt(&state, &caller, &job, request.runner_id, request.attempt).await?;
+    let cancel = state.portal.work.heartbeat(held).await?;
     Ok(Json(HeartbeatResponse { cancel }))
 }
 
 async fn logs(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(job): Path<String>,
     Json(batch): Json<LogBatch>,
 ) -> Result<StatusCode, ApiError> {
@@ -143,32 +195,27 @@ async fn logs(
             "send at most 10000 log lines per batch".into(),
         ));
     }
+    let held = attempt(&state, &caller, &job, batch.runner_id, batch.attempt).await?;
     state
         .portal
         .work
-        .append_log(
-            job_id(&job)?,
-            batch.runner_id,
-            batch.attempt,
-            batch.first_line,
-            &batch.lines,
-        )
+        .append_log(held, batch.first_line, &batch.lines)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn finish(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(job): Path<String>,
     Json(request): Json<FinishRequest>,
 ) -> Result<StatusCode, ApiError> {
+    let held = attempt(&state, &caller, &job, request.runner_id, request.attempt).await?;
     state
         .portal
         .work
         .finish(
-            job_id(&job)?,
-            request.runner_id,
-            request.attempt,
+            held,
             request.outcome,
             request.exit_code,
             request.reason.as_deref(),
@@ -179,151 +226,69 @@ async fn finish(
 
 #[derive(Debug, Deserialize)]
 struct UploadQuery {
-    /// The runner holding the job; the job's current runner when left out.
+    /// The runner holding the job; the runner the caller's token registered when left out.
     runner_id: Option<Uuid>,
     attempt: i32,
     /// The file name to offer on download (e.g. `web.tar.gz`); default the artifact name.
     file_name: Option<String>,
 }
 
-/// Streams the body to a staging file while hashing it, then stores it by content.
+/// Hands the body to the domain's ingestion once the caller is known to hold the job.
 async fn upload_artifact(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((job, name)): Path<(String, String)>,
     Query(q): Query<UploadQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let job_id = job_id(&job)?;
-    // Only the runner holding the job may upload for it.
-    let runner_id = match q.runner_id {
-        Some(id) => id,
-        None => sqlx::query_scalar!("select runner_id from job where job_id = $1", job_id)
-            .fetch_optional(&state.portal.pool)
+    // Only the runner holding the job may upload for it, and only for itself.
+    let runner_id = match (q.runner_id, &caller.principal) {
+        (Some(id), _) => id,
+        (None, Some(Principal::Token(token))) => state
+            .portal
+            .work
+            .runner_of_token(token.id)
             .await?
-            .flatten()
-            .ok_or_else(|| ApiError::Conflict("no runner holds this job".into()))?,
+            .ok_or_else(|| {
+                ApiError::BadRequest(
+                    "say which runner uploads (runner_id): this token registered none or several"
+                        .into(),
+                )
+            })?,
+        (None, _) => return Err(ApiError::BadRequest("runner_id is required".into())),
     };
-    state
-        .portal
-        .work
-        .heartbeat(job_id, runner_id, q.attempt)
-        .await?;
-    let staging = state
-        .portal
-        .artifacts
-        .staging_dir()
-        .join(format!("{}.part", Uuid::new_v4()));
-    let mut file = tokio::fs::File::create(&staging)
-        .await
-        .map_err(ApiError::internal)?;
-    let mut hasher = Sha256::new();
-    let mut size: u64 = 0;
-    let mut head: Vec<u8> = Vec::with_capacity(2);
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::Invalid {
-            message: format!("the upload broke off: {e}"),
-            details: serde_json::Value::Null,
-        })?;
-        size += chunk.len() as u64;
-        if size > MAX_ARTIFACT_BYTES {
-            let _ = tokio::fs::remove_file(&staging).await;
-            return Err(ApiError::PayloadTooLarge(format!(
-                "artifacts are limited to {MAX_ARTIFACT_BYTES} bytes"
-            )));
-        }
-        hasher.update(&chunk);
-        head.extend(chunk.iter().take(2 - head.len().min(2)));
-        file.write_all(&chunk).await.map_err(ApiError::internal)?;
-    }
-    file.flush().await.map_err(ApiError::internal)?;
-    drop(file);
-    let sha256 = hex::encode(hasher.finalize());
-    // A directory arrives as a gzipped tar: said so, or recognised by gzip's magic bytes.
-    let gzip = headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/gzip"))
-        || head == [0x1f_u8, 0x8b];
-    let file_name = match q.file_name.filter(|f| !f.is_empty() && !f.contains('/')) {
-        Some(name) => name,
-        None => default_file_name(&state, job_id, &name, gzip).await?,
+    let held = attempt(&state, &caller, &job, runner_id, q.attempt).await?;
+    state.portal.work.heartbeat(held).await?;
+    let upload = Upload {
+        job_id: held.job_id,
+        name: &name,
+        file_name: q.file_name.as_deref(),
+        gzip: headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/gzip")),
     };
-    let content_type = if gzip {
-        "application/gzip".to_string()
-    } else {
-        content_type_for(&file_name).to_string()
-    };
-    let uploaded = Uploaded {
-        name: name.clone(),
-        file_name,
-        content_type,
-        size_bytes: size as i64,
-        sha256: sha256.clone(),
-    };
-    let Some(id) = domain::run::artifacts::record(&state.portal.pool, job_id, &uploaded).await?
-    else {
-        let _ = tokio::fs::remove_file(&staging).await;
-        return Err(ApiError::NotFound(format!(
-            "job {job} declares no artifact `{name}`"
-        )));
-    };
-    state
-        .portal
-        .artifacts
-        .put(&key_for(&sha256), &staging)
-        .await
-        .map_err(ApiError::internal)?;
+    let body = body
+        .into_data_stream()
+        .map_err(std::io::Error::other)
+        .boxed();
+    let ingested = ingest(&state.portal.pool, &state.portal.artifacts, upload, body).await?;
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({ "id": id, "sha256": sha256, "size": size })),
+        Json(
+            serde_json::json!({ "id": ingested.id, "sha256": ingested.sha256, "size": ingested.size }),
+        ),
     ))
 }
 
-/// A file keeps the name of its declared path; a directory (sent as gzip) becomes `<name>.tar.gz`.
-async fn default_file_name(
-    state: &AppState,
-    job_id: Uuid,
-    name: &str,
-    gzip: bool,
-) -> Result<String, ApiError> {
-    let spec = sqlx::query_scalar!("select spec from job where job_id = $1", job_id)
-        .fetch_one(&state.portal.pool)
-        .await?;
-    let declared: Option<domain::run::spec::JobSpec> = serde_json::from_value(spec).ok();
-    let path = declared
-        .and_then(|s| s.artifacts.into_iter().find(|a| a.name == name))
-        .map(|a| a.path)
-        .unwrap_or_default();
-    let base = path
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .filter(|b| !b.is_empty())
-        .unwrap_or(name)
-        .to_string();
-    Ok(
-        if gzip && !base.ends_with(".gz") && !base.ends_with(".tgz") {
-            format!("{base}.tar.gz")
-        } else {
-            base
-        },
-    )
-}
-
-/// The Content-Type a download gets, by file name.
-pub fn content_type_for(file_name: &str) -> &'static str {
-    let lower = file_name.to_ascii_lowercase();
-    match lower.rsplit('.').next().unwrap_or_default() {
-        "apk" => "application/vnd.android.package-archive",
-        "ipa" => "application/octet-stream",
-        "gz" | "tgz" => "application/gzip",
-        "json" => "application/json",
-        "yaml" | "yml" => "application/yaml",
-        "xml" => "application/xml",
-        "sql" => "application/sql",
-        "html" => "text/html; charset=utf-8",
-        "txt" | "log" => "text/plain; charset=utf-8",
-        _ => "application/octet-stream",
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::Undeclared(_) => ApiError::NotFound(e.to_string()),
+            IngestError::TooLarge => ApiError::PayloadTooLarge(e.to_string()),
+            IngestError::Broken(_) => ApiError::BadRequest(e.to_string()),
+            IngestError::Storage(error) => ApiError::internal(error),
+            IngestError::Database(error) => error.into(),
+        }
     }
 }

@@ -3,13 +3,14 @@
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract::{Json, Path, Query};
 use super::routes::Routes;
+use axum::Extension;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use domain::access::Access;
 use domain::audit::Actor;
 use domain::auth::{Caller, Scope};
@@ -143,6 +144,20 @@ async fn start_run(
         }
     };
     let branch = request.branch.unwrap_or_else(|| "main".to_string());
+    // A push builds only the branches the definition lists, as GitHub's webhook does.
+    if trigger == Trigger::Push {
+        let decision = domain::project::push_starts_run(&state.portal.pool, &project, &branch)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("there is no project `{project}`")))?;
+        if !decision.starts {
+            return Ok((
+                StatusCode::OK,
+                Json(
+                    json!({ "project": project, "created": false, "reason": decision.reason(&branch) }),
+                ),
+            ));
+        }
+    }
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -293,11 +308,36 @@ struct LogQuery {
     after: Option<i64>,
 }
 
+impl LogQuery {
+    /// The query with every number in range (lines are numbered 1 to 2³¹−1, attempts from 1),
+    /// or a 400 that says which is not.
+    fn checked(self) -> Result<Self, ApiError> {
+        let max = i64::from(i32::MAX);
+        if let Some(attempt) = self.attempt.filter(|a| *a < 1) {
+            return Err(ApiError::BadRequest(format!(
+                "attempt={attempt} is out of range: attempts are numbered from 1"
+            )));
+        }
+        if let Some(from) = self.from.filter(|f| !(1..=max).contains(f)) {
+            return Err(ApiError::BadRequest(format!(
+                "from={from} is out of range: lines are numbered from 1 to {max}"
+            )));
+        }
+        if let Some(after) = self.after.filter(|a| !(0..=max).contains(a)) {
+            return Err(ApiError::BadRequest(format!(
+                "after={after} is out of range: 0 to {max}"
+            )));
+        }
+        Ok(self)
+    }
+}
+
 async fn job_detail(
     State(state): State<AppState>,
     Path((project, number, job)): Path<(String, i64, String)>,
     Query(q): Query<LogQuery>,
 ) -> Result<Json<domain::run_view::JobDetail>, ApiError> {
+    let q = q.checked()?;
     Ok(Json(
         query::job(
             &state.portal.pool,
@@ -316,6 +356,7 @@ async fn log_page(
     Path((project, number, job)): Path<(String, i64, String)>,
     Query(q): Query<LogQuery>,
 ) -> Result<Json<domain::run_view::LogPage>, ApiError> {
+    let q = q.checked()?;
     let (job_id, attempt) = query::job_id(&state.portal.pool, &project, number, &job).await?;
     let page = query::log_page(
         &state.portal.pool,
@@ -334,6 +375,7 @@ async fn log_download(
     Path((project, number, job)): Path<(String, i64, String)>,
     Query(q): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
+    let q = q.checked()?;
     let (job_id, attempt) = query::job_id(&state.portal.pool, &project, number, &job).await?;
     let attempt = q.attempt.unwrap_or(attempt);
     let pool = state.portal.pool.clone();
@@ -376,6 +418,7 @@ async fn log_stream(
     Path((project, number, job)): Path<(String, i64, String)>,
     Query(q): Query<LogQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let q = q.checked()?;
     let (job_id, attempt) = query::job_id(&state.portal.pool, &project, number, &job).await?;
     let attempt = q.attempt.unwrap_or(attempt);
     let pool = state.portal.pool.clone();
@@ -453,13 +496,14 @@ async fn download_artifact(
     let stored = domain::run::artifacts::find(&state.portal.pool, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("there is no artifact `{id}`")))?;
-    let file = state
-        .portal
-        .artifacts
-        .open(&stored.storage_key)
-        .await
-        .map_err(ApiError::internal)?;
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    let body = Body::from_stream(
+        state
+            .portal
+            .artifacts
+            .get(&stored.storage_key)
+            .await
+            .map_err(ApiError::internal)?,
+    );
     let digest = {
         use base64::Engine;
         let bytes = hex::decode(&stored.sha256).unwrap_or_default();

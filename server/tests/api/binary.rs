@@ -316,7 +316,14 @@ async fn a_remote_runner_killed_mid_job_loses_its_lease_and_the_job_runs_again_e
         command
     };
     let dir = data_dir();
-    let pipeline = "project: { name: Gpu, key: gpu }\nphases:\n  ci:\n    title: CI\n    stages:\n      train:\n        title: Train\n        jobs:\n          model:\n            runs_on: [gpu]\n            retries: 1\n            steps: ['if [ \"$FLIGHTDECK_ATTEMPT\" = 1 ]; then echo first; sleep 120; else echo second; fi']\n";
+    // The first attempt's step writes its process group's id, so the test can stop what the
+    // killed runner leaves behind (by id, not by name).
+    let step_group = dir.path().join("first-attempt.pgid");
+    let pipeline = format!(
+        "project: {{ name: Gpu, key: gpu }}\nphases:\n  ci:\n    title: CI\n    stages:\n      train:\n        title: Train\n        jobs:\n          model:\n            runs_on: [gpu]\n            retries: 1\n            steps: ['if [ \"$FLIGHTDECK_ATTEMPT\" = 1 ]; then echo $$ > {}; echo first; sleep 120; else echo second; fi']\n",
+        step_group.display()
+    );
+    let pipeline = pipeline.as_str();
     let (repo, _) = crate::runs::repository(pipeline, &[]);
     let definition = repo.join("flightdeck.yml");
     let server = Server::start(with_db(&[
@@ -412,7 +419,10 @@ async fn a_remote_runner_killed_mid_job_loses_its_lease_and_the_job_runs_again_e
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
-            assert!(reason.contains("doomed stopped answering"), "{reason}");
+            assert!(
+                reason.contains("the runner of attempt 1 (doomed) stopped answering"),
+                "{reason}"
+            );
             break;
         }
         assert!(
@@ -435,9 +445,11 @@ async fn a_remote_runner_killed_mid_job_loses_its_lease_and_the_job_runs_again_e
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let _ = Command::new("pkill")
-        .args(["-f", "echo first; sleep 120"])
-        .status();
+    if let Ok(group) = std::fs::read_to_string(&step_group) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", group.trim())])
+            .status();
+    }
     second.kill().unwrap();
     second.wait().unwrap();
     assert!(server.terminate().success());

@@ -2,9 +2,12 @@
 
 mod access;
 mod binary;
+mod definition;
+mod errors;
 mod flags;
 mod helpers;
 mod live;
 mod overview;
 mod people;
 mod runs;
+mod work;

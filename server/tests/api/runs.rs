@@ -109,9 +109,14 @@ impl TestApp {
         let (dir, sha) = repository(definition, &[]);
         domain::project::load_definition(
             &self.pool,
-            definition,
-            "test",
-            None,
+            domain::project::DefinitionUpload {
+                source: definition,
+                origin_label: "test",
+                expected_project: None,
+            },
+            &domain::environment::Acting::Operator {
+                name: "test".into(),
+            },
             Actor::system(),
             &Origin::default(),
         )
@@ -422,12 +427,18 @@ phases:
         title: Work
         jobs:
           long:
-            steps: ["echo started; sleep 600"]
+            steps: ["echo $$ > STEP_GROUP; echo started; sleep 600"]
           after:
             needs: [long]
             steps: [echo after]
 "#;
-    app.project(pipeline).await;
+    // The step writes its process group's id: the test checks that group, not processes by name.
+    let step_group = std::env::temp_dir().join(format!(
+        "flightdeck-step-{}.pgid",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let pipeline = pipeline.replace("STEP_GROUP", step_group.to_str().unwrap());
+    app.project(&pipeline).await;
     let _runner = app.runner("cancel-runner", &["linux"]).await;
     let developer = app.person(Role::Developer).await;
     app.api(
@@ -445,7 +456,14 @@ phases:
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    while std::fs::read_to_string(&step_group).map_or(true, |g| g.trim().is_empty()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the step never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let group = std::fs::read_to_string(&step_group).unwrap();
     let (status, _) = app
         .api(
             &developer,
@@ -459,11 +477,16 @@ phases:
     assert_eq!(detail.summary.state, RunState::Canceled);
     assert_eq!(job(&detail, "long").state, RunState::Canceled);
     assert_eq!(job(&detail, "after").state, RunState::Canceled);
-    let sleeping = Command::new("pgrep")
-        .args(["-f", "sleep 600"])
+    // The run is finished only after the runner reaped the step's process group.
+    let alive = Command::new("kill")
+        .args(["-0", "--", &format!("-{}", group.trim())])
         .output()
         .unwrap();
-    assert!(sleeping.stdout.is_empty(), "no `sleep 600` is left running");
+    assert!(
+        !alive.status.success(),
+        "the step's process group (and its `sleep 600`) is gone"
+    );
+    let _ = std::fs::remove_file(&step_group);
     assert_eq!(app.audit_count("run.canceled").await, 1);
 
     let viewer = app.person(Role::Viewer).await;
@@ -740,7 +763,7 @@ async fn the_studybuddy_pipeline_really_builds_on_the_local_runner() {
 #[tokio::test]
 async fn a_log_batch_or_a_finish_sent_twice_after_a_lost_answer_is_stored_once() {
     use domain::run::protocol::{LogLine, Stream};
-    use domain::run::work::{Secrets, Work};
+    use domain::run::work::{Attempt, RunnerCaller, Secrets, Work};
     let app = TestApp::spawn().await;
     app.project("project: { name: Once, key: once }\nphases:\n  ci:\n    title: CI\n    stages:\n      s:\n        title: S\n        jobs:\n          j:\n            steps: [echo hi]\n").await;
     let work = Work::new(
@@ -760,7 +783,21 @@ async fn a_log_batch_or_a_finish_sent_twice_after_a_lost_answer_is_stored_once()
         None,
     )
     .await;
+    let runner = work
+        .bind(
+            runner,
+            RunnerCaller::Admin,
+            Actor::system(),
+            &Origin::default(),
+        )
+        .await
+        .unwrap();
     let job = work.claim(runner).await.unwrap().expect("a job to claim");
+    let held = Attempt {
+        job_id: job.job_id,
+        runner,
+        attempt: job.attempt,
+    };
     let batch = vec![
         LogLine {
             stream: Stream::Stdout,
@@ -771,15 +808,9 @@ async fn a_log_batch_or_a_finish_sent_twice_after_a_lost_answer_is_stored_once()
             text: "two".into(),
         },
     ];
-    work.append_log(job.job_id, runner, job.attempt, Some(1), &batch)
-        .await
-        .unwrap();
-    work.append_log(job.job_id, runner, job.attempt, Some(1), &batch)
-        .await
-        .unwrap();
-    work.append_log(job.job_id, runner, job.attempt, Some(3), &batch[..1])
-        .await
-        .unwrap();
+    work.append_log(held, Some(1), &batch).await.unwrap();
+    work.append_log(held, Some(1), &batch).await.unwrap();
+    work.append_log(held, Some(3), &batch[..1]).await.unwrap();
     let page = domain::run::query::log_page(&app.pool, job.job_id, job.attempt, None, 100)
         .await
         .unwrap();

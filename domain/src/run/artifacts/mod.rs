@@ -1,77 +1,15 @@
 //! Artifact files: stored by content (the SHA-256 of the bytes) behind [`ArtifactStorage`], so
-//! the local disk used on one machine can give way to S3-compatible storage on several, and
-//! kept per a retention rule.
+//! the local disk used on one machine can give way to S3-compatible storage on several; taken
+//! in from runners by [`ingest`]; kept per a retention rule.
+
+pub mod ingest;
+mod storage;
+
+pub use ingest::{IngestError, Ingested, Upload, content_type_for, ingest};
+pub use storage::{ArtifactStorage, ByteStream, LocalDisk, Staged};
 
 use sqlx::PgPool;
-use std::future::Future;
-use std::io;
-use std::path::{Path, PathBuf};
 use uuid::Uuid;
-
-/// Where artifact bytes live. Keys are content addresses (`sha256/ab/abcdef…`).
-pub trait ArtifactStorage: Clone + Send + Sync + 'static {
-    /// Moves a finished temporary file into storage under `key`.
-    fn put(&self, key: &str, file: &Path) -> impl Future<Output = io::Result<()>> + Send;
-    /// Opens the bytes under `key` for reading.
-    fn open(&self, key: &str) -> impl Future<Output = io::Result<tokio::fs::File>> + Send;
-    /// Forgets `key`; a missing key is not an error.
-    fn delete(&self, key: &str) -> impl Future<Output = io::Result<()>> + Send;
-    /// A directory for uploads in progress, on the same filesystem as the store.
-    fn staging_dir(&self) -> PathBuf;
-}
-
-/// Artifacts as files under `<data dir>/artifacts`.
-#[derive(Debug, Clone)]
-pub struct LocalDisk {
-    root: PathBuf,
-}
-
-impl LocalDisk {
-    pub fn new(root: impl Into<PathBuf>) -> io::Result<Self> {
-        let root = root.into();
-        std::fs::create_dir_all(root.join("staging"))?;
-        Ok(LocalDisk { root })
-    }
-
-    fn path(&self, key: &str) -> io::Result<PathBuf> {
-        // Keys are ours, but a key must never leave the store.
-        if key
-            .split('/')
-            .any(|part| part.is_empty() || part == "." || part == "..")
-        {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("bad artifact key {key}"),
-            ));
-        }
-        Ok(self.root.join(key))
-    }
-}
-
-impl ArtifactStorage for LocalDisk {
-    async fn put(&self, key: &str, file: &Path) -> io::Result<()> {
-        let target = self.path(key)?;
-        if let Some(parent) = target.parent() {
-            tokio::fs::create_dir_all(parent).await?;
-        }
-        tokio::fs::rename(file, target).await
-    }
-
-    async fn open(&self, key: &str) -> io::Result<tokio::fs::File> {
-        tokio::fs::File::open(self.path(key)?).await
-    }
-
-    async fn delete(&self, key: &str) -> io::Result<()> {
-        match tokio::fs::remove_file(self.path(key)?).await {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
-    }
-
-    fn staging_dir(&self) -> PathBuf {
-        self.root.join("staging")
-    }
-}
 
 /// The content address of some bytes.
 pub fn key_for(sha256: &str) -> String {
