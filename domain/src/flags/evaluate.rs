@@ -196,6 +196,7 @@ impl FeatureSet {
 mod tests {
     use super::*;
     use crate::flags::ClientFeatures;
+    use crate::flags::hash::{GroupKey, VARIANT_SEED};
 
     fn flags(features: &str) -> FeatureSet {
         let payload: ClientFeatures =
@@ -249,6 +250,51 @@ mod tests {
             reason(&set, "prod-only", &dev),
             (false, Reason::TargetingMatch)
         );
+    }
+
+    /// The variant a 50/50 split of `a` and `b` gives this id in this group.
+    fn half_and_half(group: &str, id: &str) -> &'static str {
+        let bucket = GroupKey::new(group).bucket(id, 1000, VARIANT_SEED);
+        if bucket <= 500 { "a" } else { "b" }
+    }
+
+    fn variant_name(set: &FeatureSet, context: &Context) -> String {
+        set.get_variant("f", context).name.into_owned()
+    }
+
+    #[test]
+    fn strategy_variants_stick_to_the_strategy_stickiness_and_group_not_their_own() {
+        let set = flags(
+            r#"[{"name":"f","enabled":true,"strategies":[{"name":"flexibleRollout",
+                "parameters":{"rollout":"100","stickiness":"sessionId","groupId":"g"},
+                "variants":[{"name":"a","weight":500,"stickiness":"userId"},
+                            {"name":"b","weight":500,"stickiness":"userId"}]}]}]"#,
+        );
+        for n in 0..40 {
+            let session = format!("s-{n}");
+            let context = Context {
+                session_id: Some(session.clone()),
+                ..user("the-same-user")
+            };
+            assert_eq!(variant_name(&set, &context), half_and_half("g", &session));
+        }
+    }
+
+    #[test]
+    fn strategy_variants_without_a_stickiness_parameter_use_default_stickiness() {
+        let set = flags(
+            r#"[{"name":"f","enabled":true,"strategies":[{"name":"default",
+                "variants":[{"name":"a","weight":500,"stickiness":"sessionId"},
+                            {"name":"b","weight":500,"stickiness":"sessionId"}]}]}]"#,
+        );
+        for n in 0..40 {
+            let id = format!("u-{n}");
+            let context = Context {
+                session_id: Some("the-same-session".into()),
+                ..user(&id)
+            };
+            assert_eq!(variant_name(&set, &context), half_and_half("f", &id));
+        }
     }
 
     #[test]
