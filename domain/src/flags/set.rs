@@ -234,7 +234,7 @@ impl Flag {
             .map(|s| Strategy::compile(s, &name, segments, problems))
             .collect();
         Flag {
-            variants: VariantSet::compile(raw.variants, &name, None),
+            variants: VariantSet::for_flag(raw.variants, &name),
             strategies,
             enabled: raw.enabled,
             requirements: Box::new([]),

@@ -108,7 +108,7 @@ impl Strategy {
         let group = raw.parameters.get("groupId").map_or(flag, String::as_str);
         let stickiness = raw.parameters.get("stickiness").map(String::as_str);
         Strategy {
-            variants: VariantSet::compile(raw.variants, group, stickiness),
+            variants: VariantSet::for_strategy(raw.variants, group, stickiness),
             rule,
             constraints: constraints.into_boxed_slice(),
         }
