@@ -34,6 +34,7 @@ pub mod definition;
 pub mod diff;
 mod evaluate;
 mod hash;
+pub mod import;
 pub mod model;
 pub mod page;
 pub mod sdk_token;
