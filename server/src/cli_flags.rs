@@ -32,8 +32,9 @@ pub enum FlagsCommand {
         state: String,
     },
     /// Load an Unleash `/api/client/features` export into one environment: flags are created
-    /// when missing, and their state, strategies and variants made what the file says. Segments
-    /// are created (or reused by name) as `imported-<id>`.
+    /// when missing, and their type, description, stale mark, state, strategies, variants,
+    /// impression data and dependencies made what the file says. Segments are created (or
+    /// reused by name) as `imported-<id>`.
     Import {
         #[arg(long)]
         project: String,
