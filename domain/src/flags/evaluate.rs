@@ -175,12 +175,12 @@ impl FeatureSet {
             if requirement.variants.is_empty() {
                 return self.is_on(parent, context);
             }
+            // A parent that has no variant to give (it has none) meets a variant requirement
+            // by being on, as in Unleash's engine.
             let evaluation = self.evaluate_at(parent, context);
+            let variant = &evaluation.variant;
             evaluation.enabled
-                && requirement
-                    .variants
-                    .iter()
-                    .any(|v| **v == *evaluation.variant.name)
+                && (!variant.enabled || requirement.variants.iter().any(|v| **v == *variant.name))
         })
     }
 
@@ -307,6 +307,18 @@ mod tests {
             set.warnings()[0].to_string(),
             "flag child: parent flag ghost does not exist, so this flag is always off"
         );
+    }
+
+    #[test]
+    fn a_variant_requirement_on_a_parent_without_variants_needs_only_the_parent_on() {
+        let set = flags(
+            r#"[{"name":"parent","enabled":true},
+                {"name":"off-parent","enabled":false},
+                {"name":"child","enabled":true,"dependencies":[{"feature":"parent","variants":["x"]}]},
+                {"name":"other","enabled":true,"dependencies":[{"feature":"off-parent","variants":["x"]}]}]"#,
+        );
+        assert!(set.is_enabled("child", &user("1")));
+        assert!(!set.is_enabled("other", &user("1")));
     }
 
     #[test]
