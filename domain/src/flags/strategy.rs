@@ -143,11 +143,6 @@ impl Rule {
             }
             percent
         };
-        let by_field = |percent, field| Rule::Rollout {
-            percent,
-            stickiness: Stickiness::Field(field),
-            group: group(),
-        };
         let unusable = Rule::Never(Reason::Static);
         match raw.name.as_str() {
             "default" => Rule::Always,
@@ -164,11 +159,30 @@ impl Rule {
                     group: group(),
                 },
             },
-            "gradualRolloutUserId" => {
-                percent("percentage").map_or(unusable, |p| by_field(p, ContextField::UserId))
-            }
-            "gradualRolloutSessionId" => {
-                percent("percentage").map_or(unusable, |p| by_field(p, ContextField::SessionId))
+            "gradualRolloutUserId" | "gradualRolloutSessionId" => {
+                let field = if raw.name == "gradualRolloutUserId" {
+                    ContextField::UserId
+                } else {
+                    ContextField::SessionId
+                };
+                // These older rollouts have no default group: without `groupId` Unleash's
+                // engine never turns them on.
+                match (percent("percentage"), parameter("groupId")) {
+                    (Some(percent), Some(group)) => Rule::Rollout {
+                        percent,
+                        stickiness: Stickiness::Field(field),
+                        group: GroupKey::new(group),
+                    },
+                    (Some(_), None) => {
+                        problems.push(DefinitionProblem::BadParameter {
+                            strategy: raw.name.clone(),
+                            parameter: "groupId".to_owned(),
+                            value: String::new(),
+                        });
+                        unusable
+                    }
+                    (None, _) => unusable,
+                }
             }
             "gradualRolloutRandom" => {
                 percent("percentage").map_or(unusable, |percent| Rule::Random { percent })
@@ -340,6 +354,18 @@ mod tests {
         assert_eq!(full.check(&Context::default()), (true, Reason::Static));
         let none = strategy("gradualRolloutRandom", &[("percentage", "0")]);
         assert_eq!(none.check(&user("1")), (false, Reason::Static));
+    }
+
+    #[test]
+    fn gradual_rollouts_by_user_or_session_without_a_group_are_off() {
+        for kind in ["gradualRolloutUserId", "gradualRolloutSessionId"] {
+            let rollout = strategy(kind, &[("percentage", "100")]);
+            let context = Context {
+                session_id: Some("s".into()),
+                ..user("1")
+            };
+            assert_eq!(rollout.check(&context), (false, Reason::Static));
+        }
     }
 
     #[test]
