@@ -146,7 +146,7 @@ impl Rule {
         let unusable = Rule::Never(Reason::Static);
         match raw.name.as_str() {
             "default" => Rule::Always,
-            "userWithId" => Rule::UserIds(TextSet::new(list(parameter("userIds")))),
+            "userWithId" => Rule::UserIds(TextSet::new(user_ids(parameter("userIds")))),
             "flexibleRollout" => match (
                 percent("rollout"),
                 Stickiness::parse(parameter("stickiness")),
@@ -287,6 +287,12 @@ fn list(text: Option<&str>) -> impl Iterator<Item = &str> {
         .filter(|s| !s.is_empty())
 }
 
+/// The `userIds` parameter, trimmed. An empty entry (`"a, b,"`) is kept: in Unleash's engine
+/// it lets in a context whose userId is empty.
+fn user_ids(text: Option<&str>) -> impl Iterator<Item = &str> {
+    text.into_iter().flat_map(|t| t.split(',').map(str::trim))
+}
+
 fn hostname_listed(host_names: Option<&str>, hostname: &str) -> bool {
     let hostname = hostname.to_lowercase();
     list(host_names).any(|name| name.to_lowercase() == hostname)
@@ -378,10 +384,13 @@ mod tests {
     }
 
     #[test]
-    fn user_ids_are_trimmed() {
+    fn user_ids_are_trimmed_and_a_trailing_comma_lets_in_an_empty_id() {
         let listed = strategy("userWithId", &[("userIds", "123, 222 ,88,")]);
         assert!(listed.check(&user("222")).0);
-        assert!(!listed.check(&user("")).0);
+        assert!(listed.check(&user("")).0);
+        let tidy = strategy("userWithId", &[("userIds", "123,222")]);
+        assert!(!tidy.check(&user("")).0);
+        assert!(!strategy("userWithId", &[]).check(&user("")).0);
     }
 
     #[test]
