@@ -85,12 +85,20 @@ impl VariantSet {
     }
 
     /// A strategy's variants: sticky on the strategy's `stickiness` parameter and grouped by
-    /// `group` (its `groupId`, else the flag name); the variants' own stickiness is ignored.
+    /// `group` (its `groupId`, else the flag name). The variants' own stickiness and overrides
+    /// are ignored: Unleash's strategy variants have no overrides, and its engine drops them.
     pub(super) fn for_strategy(
         raw: Vec<model::Variant>,
         group: &str,
         stickiness: Option<&str>,
     ) -> Self {
+        let raw = raw
+            .into_iter()
+            .map(|variant| model::Variant {
+                overrides: Vec::new(),
+                ..variant
+            })
+            .collect();
         Self::compile(raw, group, Stickiness::parse(stickiness))
     }
 
@@ -210,6 +218,17 @@ mod tests {
             (result.name.as_ref(), reason),
             ("b", Reason::TargetingMatch)
         );
+    }
+
+    #[test]
+    fn overrides_of_strategy_variants_are_ignored() {
+        let mut pinned = variant("b", 0);
+        pinned.overrides.push(model::Override {
+            context_name: "userId".into(),
+            values: vec!["42".into()],
+        });
+        let set = VariantSet::for_strategy(vec![variant("a", 1000), pinned], "flag", None);
+        assert_eq!(set.pick(&user("42")).unwrap().0.name, "a");
     }
 
     #[test]
