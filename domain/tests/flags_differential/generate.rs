@@ -93,13 +93,14 @@ const DATES: &[&str] = &[
 ];
 const VERSIONS: &[&str] = &["1.2.3", "2.0.0-beta.1", "2.0.0-rc.1", "2.0.0", "10.0.0"];
 const NUMBERS: &[&str] = &["18", "7", "42.5", "-3", "0", "100", "1e2"];
-const PATTERNS: &[&str] = &[
-    "^user-[0-9]+$",
-    "example\\.com$",
-    "^pro$",
-    "m.nchen",
-    "[0-9]{2}",
-    "^$",
+/// Regular expressions, with the field each is meant for (so that they match as often as not).
+const PATTERNS: &[(&str, &str)] = &[
+    ("userId", "^user-[0-9]+$"),
+    ("userId", "[0-9]{2}"),
+    ("email", "example\\.com$"),
+    ("plan", "^pro$"),
+    ("plan", "^$"),
+    ("city", "m.nchen"),
 ];
 const STICKINESS: &[&str] = &[
     "default",
@@ -210,7 +211,7 @@ impl Generator {
         for position in 0..self.rng.random_range(7..=10) {
             let name = format!("flag-{position}");
             let mut flag = if self.rng.random_bool(0.35) {
-                self.probe(&name)
+                self.probe(&name, &segment_ids)
             } else {
                 self.flag(&name, &segment_ids)
             };
@@ -293,15 +294,23 @@ impl Generator {
     }
 
     /// A flag whose outcome the coverage check can attribute: one `default` strategy with one
-    /// constraint, or one strategy of any kind with nothing else.
-    fn probe(&mut self, name: &str) -> ClientFeature {
-        let strategy = if self.rng.random_bool(0.6) {
-            let mut strategy = self.strategy("default", name);
-            strategy.constraints = vec![self.constraint()];
-            strategy
-        } else {
-            let kind = *self.pick(&STRATEGIES);
-            self.strategy(kind, name)
+    /// constraint or one segment, or one strategy of any kind with nothing else.
+    fn probe(&mut self, name: &str, segments: &[i32]) -> ClientFeature {
+        let strategy = match self.count(&[0.55, 0.15, 0.3]) {
+            0 => {
+                let mut strategy = self.strategy("default", name);
+                strategy.constraints = vec![self.constraint()];
+                strategy
+            }
+            1 if !segments.is_empty() => {
+                let mut strategy = self.strategy("default", name);
+                strategy.segments = vec![*self.pick(segments)];
+                strategy
+            }
+            _ => {
+                let kind = *self.pick(&STRATEGIES);
+                self.strategy(kind, name)
+            }
         };
         let variants = if self.rng.random_bool(0.3) {
             self.variants(&["blue", "green", "red"], false)
@@ -444,8 +453,8 @@ impl Generator {
                 (field.into(), self.list(needles, 1..=3), None)
             }
             "REGEX" => {
-                let field = *self.pick(&["email", "plan", "userId", "city"]);
-                (field.into(), Vec::new(), one(self, PATTERNS))
+                let (field, pattern) = *self.pick(PATTERNS);
+                (field.into(), Vec::new(), Some(pattern.into()))
             }
             "IN_CIDR" => {
                 let field = *self.pick(&["remoteAddress", "ip"]);

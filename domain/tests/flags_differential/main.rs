@@ -30,7 +30,7 @@ use rand::rngs::StdRng;
 use unleash_yggdrasil::{EngineState, UpdateMessage};
 
 const SEED: u64 = 0x00f1_a65e_ed00;
-const WORLDS: usize = 250;
+const WORLDS: usize = 400;
 const CONTEXTS_PER_WORLD: usize = 16;
 
 /// A flag's result for one context, as both evaluators can state it.
