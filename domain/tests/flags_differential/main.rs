@@ -18,13 +18,15 @@
 #![cfg(feature = "server")]
 
 mod generate;
+mod pools;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use domain::flags::model::{ClientFeature, ClientFeatures, Variant};
 use domain::flags::{Context, FeatureSet};
-use generate::{Generator, OPERATORS, STRATEGIES};
+use generate::Generator;
+use pools::{OPERATORS, STRATEGIES};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use unleash_yggdrasil::{EngineState, UpdateMessage};
