@@ -8,10 +8,10 @@ use domain::audit::{Actor, Origin};
 use domain::environment::{Acting, Action};
 use domain::flag_view::SdkTokenKind;
 use domain::flags::change::FlagChanges;
-use domain::flags::definition::{Constraints, FlagName, FlagType, NewFlag, Strategies, Variants};
-use domain::flags::store::{EnvironmentId, NewSegment};
+use domain::flags::definition::FlagName;
+use domain::flags::import::{Imported, import};
+use domain::flags::store::EnvironmentId;
 use domain::flags::{ClientFeatures, FlagStore, Restored, SdkTokens, SnapshotQuery};
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 #[derive(Debug, Subcommand)]
@@ -35,8 +35,9 @@ pub enum FlagsCommand {
         state: String,
     },
     /// Load an Unleash `/api/client/features` export into one environment: flags are created
-    /// when missing, and their state, strategies and variants made what the file says. Segments
-    /// are created (or reused by name) as `imported-<id>`.
+    /// when missing, and their type, description, stale mark, state, strategies, variants,
+    /// impression data and dependencies made what the file says. Segments are created (or
+    /// reused by name) as `imported-<id>`.
     Import {
         #[arg(long)]
         project: String,
@@ -168,7 +169,8 @@ pub async fn run(db: &Database, command: FlagsCommand) -> anyhow::Result<()> {
             })?;
             let env = store.environment(&project, &environment).await?;
             authorize(&store, env.id).await?;
-            let (created, changed) = import(&store, &project, env.id, features).await?;
+            let Imported { created, changed } =
+                import(&store, &project, env.id, features, &actor(), &origin).await?;
             println!(
                 "Imported into {project}/{environment}: {created} flags created, {changed} changes (snapshot {}).",
                 store.current(env.id).await?.version
@@ -225,91 +227,6 @@ pub async fn run(db: &Database, command: FlagsCommand) -> anyhow::Result<()> {
         FlagsCommand::SdkToken(command) => sdk_token(db, command).await?,
     }
     Ok(())
-}
-
-/// Makes one environment's flags what an Unleash export says; returns (flags created, changes).
-async fn import(
-    store: &FlagStore,
-    project: &str,
-    env: EnvironmentId,
-    features: ClientFeatures,
-) -> anyhow::Result<(usize, usize)> {
-    let origin = Origin::default();
-    let existing = store.segments(project).await?;
-    let mut segment_ids = HashMap::new();
-    for segment in features.segments {
-        let name = format!("imported-{}", segment.id);
-        let id = match existing.iter().find(|s| s.name == name) {
-            Some(found) => found.id.0,
-            None => {
-                let constraints = Constraints::new(segment.constraints)
-                    .with_context(|| format!("segment {}", segment.id))?;
-                let new = NewSegment {
-                    name,
-                    description: "imported from an Unleash export".into(),
-                    constraints,
-                };
-                store
-                    .create_segment(project, new, actor(), &origin)
-                    .await?
-                    .0
-            }
-        };
-        segment_ids.insert(segment.id, id);
-    }
-    let known: HashMap<String, ()> = store
-        .flags(env)
-        .await?
-        .into_iter()
-        .map(|f| (f.name, ()))
-        .collect();
-    let (mut created, mut changed) = (0, 0);
-    for mut feature in features.features {
-        let name = FlagName::parse(&feature.name)?;
-        if !known.contains_key(name.as_str()) {
-            let flag_type = feature
-                .feature_type
-                .as_deref()
-                .map(FlagType::parse)
-                .transpose()
-                .with_context(|| format!("flag {name}"))?
-                .unwrap_or(FlagType::Release);
-            let new = NewFlag {
-                name: name.clone(),
-                flag_type,
-                description: feature.description.clone().unwrap_or_default(),
-                owner: None,
-            };
-            store.create(project, new, actor(), &origin).await?;
-            created += 1;
-        }
-        for strategy in &mut feature.strategies {
-            for id in &mut strategy.segments {
-                *id = *segment_ids.get(id).with_context(|| {
-                    format!("flag {name} uses segment {id}, which the file does not have")
-                })?;
-            }
-        }
-        let strategies =
-            Strategies::new(feature.strategies).with_context(|| format!("flag {name}"))?;
-        let variants = Variants::new(feature.variants).with_context(|| format!("flag {name}"))?;
-        let results = [
-            store
-                .set_strategies(env, &name, strategies, actor(), &origin)
-                .await?,
-            store
-                .set_variants(env, &name, variants, actor(), &origin)
-                .await?,
-            store
-                .set_impression_data(env, &name, feature.impression_data, actor(), &origin)
-                .await?,
-            store
-                .toggle(env, &name, feature.enabled, actor(), &origin)
-                .await?,
-        ];
-        changed += results.iter().filter(|r| r.changed()).count();
-    }
-    Ok((created, changed))
 }
 
 async fn sdk_token(db: &Database, command: SdkTokenCommand) -> anyhow::Result<()> {

@@ -88,11 +88,6 @@ impl Context {
         }
     }
 
-    /// The field's value as a stickiness id: like `text`, but an empty value counts as missing.
-    pub(super) fn sticky(&self, field: &ContextField) -> Option<Cow<'_, str>> {
-        self.text(field).filter(|value| !value.is_empty())
-    }
-
     fn now(&self) -> DateTime<Utc> {
         self.current_time.unwrap_or_else(Utc::now)
     }
@@ -126,17 +121,18 @@ impl Stickiness {
         }
     }
 
-    /// The id a rollout hashes; `None` when the named field is missing (the rollout is off).
+    /// The id a rollout hashes; `None` when the named field is missing (the rollout is off). An
+    /// empty value is an id like any other, as in Unleash's engine.
     pub(super) fn rollout_id<'c>(&self, context: &'c Context) -> Option<StickyId<'c>> {
         match self {
             Stickiness::Default => Some(
                 context
-                    .sticky(&ContextField::UserId)
-                    .or_else(|| context.sticky(&ContextField::SessionId))
+                    .text(&ContextField::UserId)
+                    .or_else(|| context.text(&ContextField::SessionId))
                     .map_or(StickyId::Random, StickyId::Id),
             ),
             Stickiness::Random => Some(StickyId::Random),
-            Stickiness::Field(field) => context.sticky(field).map(StickyId::Id),
+            Stickiness::Field(field) => context.text(field).map(StickyId::Id),
         }
     }
 
@@ -144,11 +140,11 @@ impl Stickiness {
     pub(super) fn variant_id<'c>(&self, context: &'c Context) -> StickyId<'c> {
         let id = match self {
             Stickiness::Default => context
-                .sticky(&ContextField::UserId)
-                .or_else(|| context.sticky(&ContextField::SessionId))
-                .or_else(|| context.sticky(&ContextField::RemoteAddress)),
+                .text(&ContextField::UserId)
+                .or_else(|| context.text(&ContextField::SessionId))
+                .or_else(|| context.text(&ContextField::RemoteAddress)),
             Stickiness::Random => None,
-            Stickiness::Field(field) => context.sticky(field),
+            Stickiness::Field(field) => context.text(field),
         };
         id.map_or(StickyId::Random, StickyId::Id)
     }
@@ -159,14 +155,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_stickiness_skips_empty_ids_and_variants_also_try_the_address() {
-        let context = Context {
+    fn an_empty_id_is_an_id_and_variants_also_try_the_address() {
+        let empty = Context {
             user_id: Some(String::new()),
-            session_id: None,
-            remote_address: Some("10.0.0.1".into()),
             ..Context::default()
         };
         let default = Stickiness::parse(Some("default"));
+        assert!(matches!(default.rollout_id(&empty), Some(StickyId::Id(id)) if id.is_empty()));
+        let context = Context {
+            remote_address: Some("10.0.0.1".into()),
+            ..Context::default()
+        };
         assert!(matches!(
             default.rollout_id(&context),
             Some(StickyId::Random)

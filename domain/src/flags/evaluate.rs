@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::context::Context;
+use super::hash::GroupKey;
 use super::set::{FeatureSet, Flag, FlagInfo};
 use super::strategy::Strategy;
 use super::variant::VariantResult;
@@ -90,7 +91,7 @@ impl FeatureSet {
     /// Whether the flag is on; false for an unknown flag. Cheaper than `evaluate`: no variant.
     pub fn is_enabled(&self, name: &str, context: &Context) -> bool {
         self.position(name)
-            .is_some_and(|position| self.is_on(position, context))
+            .is_some_and(|position| self.is_on(position, context, &self.flags[position].group))
     }
 
     /// The flag's variant; the `disabled` placeholder for an unknown flag.
@@ -113,8 +114,14 @@ impl FeatureSet {
     }
 
     fn evaluate_at(&self, position: usize, context: &Context) -> Evaluation<'_> {
+        self.evaluate_as(position, context, &self.flags[position].group)
+    }
+
+    /// The flag's value when `asked` is the group of the flag being asked about: its own, or
+    /// its child's when it is checked as a parent (see `Rule::Rollout`).
+    fn evaluate_as(&self, position: usize, context: &Context, asked: &GroupKey) -> Evaluation<'_> {
         let flag = &self.flags[position];
-        match self.activation(flag, context) {
+        match self.activation(flag, context, asked) {
             Activation::Off(reason) => Evaluation {
                 enabled: false,
                 variant: VariantResult::disabled(false),
@@ -138,7 +145,12 @@ impl FeatureSet {
         }
     }
 
-    fn activation<'a>(&self, flag: &'a Flag, context: &Context) -> Activation<'a> {
+    fn activation<'a>(
+        &self,
+        flag: &'a Flag,
+        context: &Context,
+        asked: &GroupKey,
+    ) -> Activation<'a> {
         if !flag.enabled || !self.requirements_hold(flag, context) {
             return Activation::Off(Reason::Disabled);
         }
@@ -150,7 +162,7 @@ impl FeatureSet {
         }
         let mut missed_by = Reason::Static;
         for strategy in &flag.strategies {
-            let (hit, reason) = strategy.check(context);
+            let (hit, reason) = strategy.check(context, asked);
             if hit {
                 return Activation::On {
                     strategy: Some(strategy),
@@ -162,31 +174,33 @@ impl FeatureSet {
         Activation::Off(missed_by)
     }
 
-    /// Parents are evaluated with the child's context. A parent never has parents itself (the set
-    /// marks such a requirement unsatisfiable), so this recurses one level at most.
+    /// Parents are evaluated with the child's context, and asked about as the child (as
+    /// Unleash's engine does). A parent never has parents itself (the set marks such a
+    /// requirement unsatisfiable), so this recurses one level at most.
     fn requirements_hold(&self, flag: &Flag, context: &Context) -> bool {
+        let asked = &flag.group;
         flag.requirements.iter().all(|requirement| {
             let Some(parent) = requirement.parent else {
                 return false;
             };
             if !requirement.enabled {
-                return !self.is_on(parent, context);
+                return !self.is_on(parent, context, asked);
             }
             if requirement.variants.is_empty() {
-                return self.is_on(parent, context);
+                return self.is_on(parent, context, asked);
             }
-            let evaluation = self.evaluate_at(parent, context);
+            // A parent that has no variant to give (it has none) meets a variant requirement
+            // by being on, as in Unleash's engine.
+            let evaluation = self.evaluate_as(parent, context, asked);
+            let variant = &evaluation.variant;
             evaluation.enabled
-                && requirement
-                    .variants
-                    .iter()
-                    .any(|v| **v == *evaluation.variant.name)
+                && (!variant.enabled || requirement.variants.iter().any(|v| **v == *variant.name))
         })
     }
 
-    fn is_on(&self, position: usize, context: &Context) -> bool {
+    fn is_on(&self, position: usize, context: &Context, asked: &GroupKey) -> bool {
         matches!(
-            self.activation(&self.flags[position], context),
+            self.activation(&self.flags[position], context, asked),
             Activation::On { .. }
         )
     }
@@ -196,6 +210,7 @@ impl FeatureSet {
 mod tests {
     use super::*;
     use crate::flags::ClientFeatures;
+    use crate::flags::hash::VARIANT_SEED;
 
     fn flags(features: &str) -> FeatureSet {
         let payload: ClientFeatures =
@@ -251,6 +266,51 @@ mod tests {
         );
     }
 
+    /// The variant a 50/50 split of `a` and `b` gives this id in this group.
+    fn half_and_half(group: &str, id: &str) -> &'static str {
+        let bucket = GroupKey::new(group).bucket(id, 1000, VARIANT_SEED);
+        if bucket <= 500 { "a" } else { "b" }
+    }
+
+    fn variant_name(set: &FeatureSet, context: &Context) -> String {
+        set.get_variant("f", context).name.into_owned()
+    }
+
+    #[test]
+    fn strategy_variants_stick_to_the_strategy_stickiness_and_group_not_their_own() {
+        let set = flags(
+            r#"[{"name":"f","enabled":true,"strategies":[{"name":"flexibleRollout",
+                "parameters":{"rollout":"100","stickiness":"sessionId","groupId":"g"},
+                "variants":[{"name":"a","weight":500,"stickiness":"userId"},
+                            {"name":"b","weight":500,"stickiness":"userId"}]}]}]"#,
+        );
+        for n in 0..40 {
+            let session = format!("s-{n}");
+            let context = Context {
+                session_id: Some(session.clone()),
+                ..user("the-same-user")
+            };
+            assert_eq!(variant_name(&set, &context), half_and_half("g", &session));
+        }
+    }
+
+    #[test]
+    fn strategy_variants_without_a_stickiness_parameter_use_default_stickiness() {
+        let set = flags(
+            r#"[{"name":"f","enabled":true,"strategies":[{"name":"default",
+                "variants":[{"name":"a","weight":500,"stickiness":"sessionId"},
+                            {"name":"b","weight":500,"stickiness":"sessionId"}]}]}]"#,
+        );
+        for n in 0..40 {
+            let id = format!("u-{n}");
+            let context = Context {
+                session_id: Some("the-same-session".into()),
+                ..user(&id)
+            };
+            assert_eq!(variant_name(&set, &context), half_and_half("f", &id));
+        }
+    }
+
     #[test]
     fn a_child_is_off_when_its_parent_is_missing_and_says_so() {
         let set =
@@ -260,6 +320,41 @@ mod tests {
         assert_eq!(
             set.warnings()[0].to_string(),
             "flag child: parent flag ghost does not exist, so this flag is always off"
+        );
+    }
+
+    #[test]
+    fn a_variant_requirement_on_a_parent_without_variants_needs_only_the_parent_on() {
+        let set = flags(
+            r#"[{"name":"parent","enabled":true},
+                {"name":"off-parent","enabled":false},
+                {"name":"child","enabled":true,"dependencies":[{"feature":"parent","variants":["x"]}]},
+                {"name":"other","enabled":true,"dependencies":[{"feature":"off-parent","variants":["x"]}]}]"#,
+        );
+        assert!(set.is_enabled("child", &user("1")));
+        assert!(!set.is_enabled("other", &user("1")));
+    }
+
+    #[test]
+    fn a_parents_rollout_without_a_group_is_hashed_with_the_childs_name() {
+        let set = flags(
+            r#"[{"name":"parent","enabled":true,"strategies":[{"name":"flexibleRollout",
+                  "parameters":{"rollout":"50","stickiness":"userId"}}]},
+                {"name":"child","enabled":true,"dependencies":[{"feature":"parent"}]}]"#,
+        );
+        let in_half = |group: &str, id: &str| GroupKey::new(group).bucket(id, 100, 0) <= 50;
+        let differs = (0..100)
+            .map(|n| format!("u-{n}"))
+            .find(|id| in_half("parent", id) != in_half("child", id))
+            .expect("some user is in one half and not the other");
+        let context = user(&differs);
+        assert_eq!(
+            set.is_enabled("parent", &context),
+            in_half("parent", &differs)
+        );
+        assert_eq!(
+            set.is_enabled("child", &context),
+            in_half("child", &differs)
         );
     }
 

@@ -4,7 +4,9 @@
 //! `FeatureSet`: regexes, CIDR ranges, versions, times, numbers and user-id lists are parsed
 //! up front, so that evaluating a flag for a `Context` only reads the context. The rules follow
 //! Unleash's client specification (the `@unleash/client-specification` suite runs against this
-//! module in `tests/flags_client_spec.rs`):
+//! module in `tests/flags_client_spec.rs`) and, where the specification is silent, Unleash's own
+//! engine (yggdrasil, the core of Unleash Edge and the current SDKs), which
+//! `tests/flags_differential` compares this module with on generated flags and contexts:
 //!
 //! ```json
 //! {"version": 2,
@@ -35,6 +37,7 @@ pub mod definition;
 pub mod diff;
 mod evaluate;
 mod hash;
+pub mod import;
 pub mod model;
 pub mod page;
 pub mod sdk_token;

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use super::hash::GroupKey;
 use super::model::{ClientFeature, ClientFeatures, Dependency};
 use super::strategy::{CompiledSegment, Segments, Strategy};
 use super::variant::VariantSet;
@@ -86,6 +87,8 @@ pub struct FlagWarning {
 #[derive(Debug, Clone)]
 pub(super) struct Flag {
     pub(super) info: FlagInfo,
+    /// The flag's name as a hashing group, for rollouts without a `groupId`.
+    pub(super) group: GroupKey,
     pub(super) enabled: bool,
     /// Empty means on for everyone (when enabled).
     pub(super) strategies: Box<[Strategy]>,
@@ -234,7 +237,8 @@ impl Flag {
             .map(|s| Strategy::compile(s, &name, segments, problems))
             .collect();
         Flag {
-            variants: VariantSet::compile(raw.variants, &name, None),
+            group: GroupKey::new(&name),
+            variants: VariantSet::for_flag(raw.variants, &name),
             strategies,
             enabled: raw.enabled,
             requirements: Box::new([]),

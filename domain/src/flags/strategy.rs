@@ -40,7 +40,10 @@ enum Rule {
     Rollout {
         percent: u32,
         stickiness: Stickiness,
-        group: GroupKey,
+        /// The `groupId`; without one, the name of the flag being asked about. That is the
+        /// flag's own name, except when it is checked as a parent for a child: Unleash's engine
+        /// then hashes with the child's name, and so do we, to put users in the same buckets.
+        group: Option<GroupKey>,
     },
     /// `gradualRolloutRandom`, or a rollout sticky on `random`: a fresh draw each time.
     Random { percent: u32 },
@@ -87,7 +90,7 @@ impl Strategy {
         segments: &Segments,
         problems: &mut Vec<DefinitionProblem>,
     ) -> Self {
-        let mut rule = Rule::compile(&raw, flag, problems);
+        let mut rule = Rule::compile(&raw, problems);
         let mut constraints: Vec<Constraint> = raw
             .constraints
             .iter()
@@ -108,18 +111,19 @@ impl Strategy {
         let group = raw.parameters.get("groupId").map_or(flag, String::as_str);
         let stickiness = raw.parameters.get("stickiness").map(String::as_str);
         Strategy {
-            variants: VariantSet::compile(raw.variants, group, stickiness),
+            variants: VariantSet::for_strategy(raw.variants, group, stickiness),
             rule,
             constraints: constraints.into_boxed_slice(),
         }
     }
 
-    /// Whether the strategy matches, and what decided it.
-    pub(super) fn check(&self, context: &Context) -> (bool, Reason) {
+    /// Whether the strategy matches, and what decided it; `asked` is the group of the flag being
+    /// asked about (see `Rule::Rollout`).
+    pub(super) fn check(&self, context: &Context, asked: &GroupKey) -> (bool, Reason) {
         if !self.constraints.iter().all(|c| c.matches(context)) {
             return (false, Reason::TargetingMatch);
         }
-        let (hit, reason) = self.rule.check(context);
+        let (hit, reason) = self.rule.check(context, asked);
         if self.constraints.is_empty() {
             (hit, reason)
         } else {
@@ -129,9 +133,8 @@ impl Strategy {
 }
 
 impl Rule {
-    fn compile(raw: &model::Strategy, flag: &str, problems: &mut Vec<DefinitionProblem>) -> Self {
+    fn compile(raw: &model::Strategy, problems: &mut Vec<DefinitionProblem>) -> Self {
         let parameter = |name: &str| raw.parameters.get(name).map(String::as_str);
-        let group = || GroupKey::new(parameter("groupId").unwrap_or(flag));
         let mut percent = |name: &str| {
             let percent = parse_percent(parameter(name));
             if percent.is_none() {
@@ -143,15 +146,10 @@ impl Rule {
             }
             percent
         };
-        let by_field = |percent, field| Rule::Rollout {
-            percent,
-            stickiness: Stickiness::Field(field),
-            group: group(),
-        };
         let unusable = Rule::Never(Reason::Static);
         match raw.name.as_str() {
             "default" => Rule::Always,
-            "userWithId" => Rule::UserIds(TextSet::new(list(parameter("userIds")))),
+            "userWithId" => Rule::UserIds(TextSet::new(user_ids(parameter("userIds")))),
             "flexibleRollout" => match (
                 percent("rollout"),
                 Stickiness::parse(parameter("stickiness")),
@@ -161,14 +159,33 @@ impl Rule {
                 (Some(percent), stickiness) => Rule::Rollout {
                     percent,
                     stickiness,
-                    group: group(),
+                    group: parameter("groupId").map(GroupKey::new),
                 },
             },
-            "gradualRolloutUserId" => {
-                percent("percentage").map_or(unusable, |p| by_field(p, ContextField::UserId))
-            }
-            "gradualRolloutSessionId" => {
-                percent("percentage").map_or(unusable, |p| by_field(p, ContextField::SessionId))
+            "gradualRolloutUserId" | "gradualRolloutSessionId" => {
+                let field = if raw.name == "gradualRolloutUserId" {
+                    ContextField::UserId
+                } else {
+                    ContextField::SessionId
+                };
+                // These older rollouts have no default group: without `groupId` Unleash's
+                // engine never turns them on.
+                match (percent("percentage"), parameter("groupId")) {
+                    (Some(percent), Some(group)) => Rule::Rollout {
+                        percent,
+                        stickiness: Stickiness::Field(field),
+                        group: Some(GroupKey::new(group)),
+                    },
+                    (Some(_), None) => {
+                        problems.push(DefinitionProblem::BadParameter {
+                            strategy: raw.name.clone(),
+                            parameter: "groupId".to_owned(),
+                            value: String::new(),
+                        });
+                        unusable
+                    }
+                    (None, _) => unusable,
+                }
             }
             "gradualRolloutRandom" => {
                 percent("percentage").map_or(unusable, |percent| Rule::Random { percent })
@@ -202,7 +219,7 @@ impl Rule {
         }
     }
 
-    fn check(&self, context: &Context) -> (bool, Reason) {
+    fn check(&self, context: &Context, asked: &GroupKey) -> (bool, Reason) {
         match self {
             Rule::Always => (true, Reason::Static),
             Rule::Never(reason) => (false, *reason),
@@ -228,6 +245,7 @@ impl Rule {
                 if let Some(hit) = fixed(*percent) {
                     return (hit, Reason::Static);
                 }
+                let group = group.as_ref().unwrap_or(asked);
                 let bucket = match id {
                     StickyId::Id(id) => group.bucket(&id, 100, ROLLOUT_SEED),
                     StickyId::Random => random_bucket(100),
@@ -271,6 +289,12 @@ fn list(text: Option<&str>) -> impl Iterator<Item = &str> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
+}
+
+/// The `userIds` parameter, trimmed. An empty entry (`"a, b,"`) is kept: in Unleash's engine
+/// it lets in a context whose userId is empty.
+fn user_ids(text: Option<&str>) -> impl Iterator<Item = &str> {
+    text.into_iter().flat_map(|t| t.split(',').map(str::trim))
 }
 
 fn hostname_listed(host_names: Option<&str>, hostname: &str) -> bool {
@@ -317,6 +341,13 @@ mod tests {
         Strategy::compile(raw, "flag", &Segments::new(), &mut Vec::new())
     }
 
+    impl Strategy {
+        /// `check` for the flag the strategy belongs to.
+        fn check_as_flag(&self, context: &Context) -> (bool, Reason) {
+            self.check(context, &GroupKey::new("flag"))
+        }
+    }
+
     fn user(id: &str) -> Context {
         Context {
             user_id: Some(id.into()),
@@ -330,16 +361,31 @@ mod tests {
             "flexibleRollout",
             &[("rollout", "10"), ("groupId", "Feature.flexibleRollout.10")],
         );
-        assert_eq!(rollout.check(&user("174")), (true, Reason::Split));
-        assert_eq!(rollout.check(&user("499")), (false, Reason::Split));
+        assert_eq!(rollout.check_as_flag(&user("174")), (true, Reason::Split));
+        assert_eq!(rollout.check_as_flag(&user("499")), (false, Reason::Split));
     }
 
     #[test]
     fn full_and_empty_rollouts_are_static() {
         let full = strategy("flexibleRollout", &[("rollout", "100")]);
-        assert_eq!(full.check(&Context::default()), (true, Reason::Static));
+        assert_eq!(
+            full.check_as_flag(&Context::default()),
+            (true, Reason::Static)
+        );
         let none = strategy("gradualRolloutRandom", &[("percentage", "0")]);
-        assert_eq!(none.check(&user("1")), (false, Reason::Static));
+        assert_eq!(none.check_as_flag(&user("1")), (false, Reason::Static));
+    }
+
+    #[test]
+    fn gradual_rollouts_by_user_or_session_without_a_group_are_off() {
+        for kind in ["gradualRolloutUserId", "gradualRolloutSessionId"] {
+            let rollout = strategy(kind, &[("percentage", "100")]);
+            let context = Context {
+                session_id: Some("s".into()),
+                ..user("1")
+            };
+            assert_eq!(rollout.check_as_flag(&context), (false, Reason::Static));
+        }
     }
 
     #[test]
@@ -348,14 +394,20 @@ mod tests {
             "flexibleRollout",
             &[("rollout", "100"), ("stickiness", "tenant")],
         );
-        assert_eq!(rollout.check(&user("1")), (false, Reason::TargetingMatch));
+        assert_eq!(
+            rollout.check_as_flag(&user("1")),
+            (false, Reason::TargetingMatch)
+        );
     }
 
     #[test]
-    fn user_ids_are_trimmed() {
+    fn user_ids_are_trimmed_and_a_trailing_comma_lets_in_an_empty_id() {
         let listed = strategy("userWithId", &[("userIds", "123, 222 ,88,")]);
-        assert!(listed.check(&user("222")).0);
-        assert!(!listed.check(&user("")).0);
+        assert!(listed.check_as_flag(&user("222")).0);
+        assert!(listed.check_as_flag(&user("")).0);
+        let tidy = strategy("userWithId", &[("userIds", "123,222")]);
+        assert!(!tidy.check_as_flag(&user("")).0);
+        assert!(!strategy("userWithId", &[]).check_as_flag(&user("")).0);
     }
 
     #[test]
@@ -368,17 +420,17 @@ mod tests {
             remote_address: Some(address.into()),
             ..Context::default()
         };
-        assert!(listed.check(&from("10.20.30.40")).0);
-        assert!(listed.check(&from("192.168.0.1")).0);
-        assert!(listed.check(&from("192.invalid")).0);
-        assert!(!listed.check(&from("192.168.0.2")).0);
-        assert!(!listed.check(&Context::default()).0);
+        assert!(listed.check_as_flag(&from("10.20.30.40")).0);
+        assert!(listed.check_as_flag(&from("192.168.0.1")).0);
+        assert!(listed.check_as_flag(&from("192.invalid")).0);
+        assert!(!listed.check_as_flag(&from("192.168.0.2")).0);
+        assert!(!listed.check_as_flag(&Context::default()).0);
     }
 
     #[test]
     fn custom_strategies_never_match() {
         assert_eq!(
-            strategy("myCustom", &[]).check(&user("1")),
+            strategy("myCustom", &[]).check_as_flag(&user("1")),
             (false, Reason::Unknown)
         );
     }

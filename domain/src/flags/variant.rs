@@ -3,6 +3,13 @@
 //! An override whose context field holds one of its values wins. Otherwise the context's
 //! stickiness id is hashed into 1..=total weight (seed 86028157) and the variants are walked in
 //! order, adding up weights, until the sum reaches that bucket.
+//!
+//! Where the stickiness and the hashing group come from depends on whose variants they are, as
+//! in Unleash's engine (yggdrasil), the core of Unleash Edge and of the current SDKs:
+//! - a flag's own variants: the first variant's `stickiness`, grouped by the flag's name;
+//! - a strategy's variants: the strategy's `stickiness` parameter (else `default`), grouped by
+//!   its `groupId` parameter (else the flag's name). The variants' own `stickiness` fields are
+//!   ignored, so that the variant follows the same id as the rollout that let the user in.
 
 use std::borrow::Cow;
 
@@ -71,15 +78,31 @@ struct Variant {
 }
 
 impl VariantSet {
-    /// `group` is the flag name (flag variants) or the strategy's group id; stickiness comes from
-    /// the first variant, else `fallback_stickiness` (a strategy's own), else `default`.
-    pub(super) fn compile(
+    /// A flag's own variants: sticky on the first variant's `stickiness`, grouped by `flag`.
+    pub(super) fn for_flag(raw: Vec<model::Variant>, flag: &str) -> Self {
+        let stickiness = Stickiness::parse(raw.first().and_then(|v| v.stickiness.as_deref()));
+        Self::compile(raw, flag, stickiness)
+    }
+
+    /// A strategy's variants: sticky on the strategy's `stickiness` parameter and grouped by
+    /// `group` (its `groupId`, else the flag name). The variants' own stickiness and overrides
+    /// are ignored: Unleash's strategy variants have no overrides, and its engine drops them.
+    pub(super) fn for_strategy(
         raw: Vec<model::Variant>,
         group: &str,
-        fallback_stickiness: Option<&str>,
+        stickiness: Option<&str>,
     ) -> Self {
-        let first_stickiness = raw.first().and_then(|v| v.stickiness.as_deref());
-        let stickiness = Stickiness::parse(first_stickiness.or(fallback_stickiness));
+        let raw = raw
+            .into_iter()
+            .map(|variant| model::Variant {
+                overrides: Vec::new(),
+                ..variant
+            })
+            .collect();
+        Self::compile(raw, group, Stickiness::parse(stickiness))
+    }
+
+    fn compile(raw: Vec<model::Variant>, group: &str, stickiness: Stickiness) -> Self {
         let variants: Box<[Variant]> = raw
             .into_iter()
             .map(|v| Variant {
@@ -189,7 +212,7 @@ mod tests {
             context_name: "userId".into(),
             values: vec!["42".into()],
         });
-        let set = VariantSet::compile(vec![variant("a", 1000), pinned], "flag", None);
+        let set = VariantSet::for_flag(vec![variant("a", 1000), pinned], "flag");
         let (result, reason) = set.pick(&user("42")).unwrap();
         assert_eq!(
             (result.name.as_ref(), reason),
@@ -198,23 +221,30 @@ mod tests {
     }
 
     #[test]
+    fn overrides_of_strategy_variants_are_ignored() {
+        let mut pinned = variant("b", 0);
+        pinned.overrides.push(model::Override {
+            context_name: "userId".into(),
+            values: vec!["42".into()],
+        });
+        let set = VariantSet::for_strategy(vec![variant("a", 1000), pinned], "flag", None);
+        assert_eq!(set.pick(&user("42")).unwrap().0.name, "a");
+    }
+
+    #[test]
     fn zero_weight_variants_are_never_picked_by_the_hash() {
-        let set = VariantSet::compile(
-            vec![variant("never", 0), variant("always", 10)],
-            "flag",
-            None,
-        );
+        let set = VariantSet::for_flag(vec![variant("never", 0), variant("always", 10)], "flag");
         for id in 0..50 {
             let (result, reason) = set.pick(&user(&id.to_string())).unwrap();
             assert_eq!((result.name.as_ref(), reason), ("always", Reason::Static));
         }
-        let empty = VariantSet::compile(vec![variant("never", 0)], "flag", None);
+        let empty = VariantSet::for_flag(vec![variant("never", 0)], "flag");
         assert!(empty.pick(&user("1")).is_none());
     }
 
     #[test]
     fn the_same_user_always_gets_the_same_variant() {
-        let set = VariantSet::compile(vec![variant("a", 500), variant("b", 500)], "flag", None);
+        let set = VariantSet::for_flag(vec![variant("a", 500), variant("b", 500)], "flag");
         let first = set.pick(&user("u-7")).unwrap().0;
         for _ in 0..10 {
             assert_eq!(set.pick(&user("u-7")).unwrap().0, first);

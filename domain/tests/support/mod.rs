@@ -1,0 +1,92 @@
+//! What the database tests share: a new, migrated database per test on the cluster in
+//! `FLIGHTDECK_TEST_DATABASE_URL` (the test command starts one and sets it), dropped when the
+//! test ends, and a project with environments as loading a definition would make it.
+
+use std::str::FromStr;
+
+use domain::flags::store::EnvironmentId;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+use uuid::Uuid;
+
+/// A database of its own for one test, dropped when the test ends (or panics).
+pub struct TestDb {
+    pub pool: PgPool,
+    admin: PgConnectOptions,
+    name: String,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let url = std::env::var("FLIGHTDECK_TEST_DATABASE_URL").expect(
+            "FLIGHTDECK_TEST_DATABASE_URL names a PostgreSQL cluster for these tests \
+             (the test command, bash .ci/test, starts one and sets it)",
+        );
+        let admin = PgConnectOptions::from_str(&url)
+            .expect("the test database URL parses")
+            .database("postgres");
+        let name = format!("flightdeck_test_{}", Uuid::new_v4().simple());
+        let mut conn = admin.connect().await.expect("connects to the test cluster");
+        sqlx::query(&format!("create database {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(admin.clone().database(&name))
+            .await
+            .unwrap();
+        domain::db::MIGRATOR.run(&pool).await.unwrap();
+        TestDb { pool, admin, name }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Drop runs inside the test's runtime, which cannot be blocked on; a thread with its
+        // own runtime can.
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    let mut conn = admin.connect().await?;
+                    sqlx::query(&format!("drop database if exists {name} with (force)"))
+                        .execute(&mut conn)
+                        .await
+                        .map(|_| ())
+                })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}", self.name);
+        }
+    }
+}
+
+/// A project with the given environments, as loading a definition would make it.
+pub async fn project(pool: &PgPool, key: &str, environments: &[&str]) -> Vec<EnvironmentId> {
+    let project_id: Uuid = sqlx::query_scalar(
+        "insert into project (project_key, name) values ($1, $1) returning project_id",
+    )
+    .bind(key)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    for (position, name) in environments.iter().enumerate() {
+        let id: Uuid = sqlx::query_scalar(
+            "insert into environment (project_id, name, position) values ($1, $2, $3) returning environment_id",
+        )
+        .bind(project_id)
+        .bind(name)
+        .bind(position as i32)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        ids.push(EnvironmentId(id));
+    }
+    ids
+}
