@@ -110,8 +110,14 @@ impl From<domain::access::Denied> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if let ApiError::Internal(cause) = &self {
-            tracing::error!(error = ?cause, "API request failed");
+        // Logged by class: the server's failures as errors, the caller's mistakes at debug (they
+        // are answered, and refusals that matter are in the audit log).
+        match &self {
+            ApiError::Internal(cause) => tracing::error!(error = ?cause, "API request failed"),
+            _ if status.is_server_error() => {
+                tracing::warn!(code = self.code(), message = %self, "API request could not be served")
+            }
+            _ => tracing::debug!(code = self.code(), message = %self, "API request refused"),
         }
         let details = match &self {
             ApiError::Invalid { details, .. } | ApiError::ForbiddenWith { details, .. } => {
