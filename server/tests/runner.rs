@@ -886,17 +886,39 @@ async fn with_a_concurrency_of_two_jobs_run_side_by_side() {
 #[tokio::test]
 async fn the_runner_waits_for_a_server_that_is_not_up_yet() {
     let h = Harness::new().await;
-    // A port nobody listens on, yet.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port where nothing answers yet: connections are accepted and dropped at once, and
+    // counted, so the test waits for the runner's attempts rather than for a time.
+    let early = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = early.local_addr().unwrap().port();
+    let attempts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop_early = CancellationToken::new();
+    let acceptor = {
+        let attempts = attempts.clone();
+        let stop = stop_early.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    accepted = early.accept() => {
+                        if let Ok((socket, _)) = accepted {
+                            attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            drop(socket);
+                        }
+                    }
+                }
+            }
+        })
+    };
     let mut config = h.config();
     config.url = format!("http://127.0.0.1:{port}");
     let runner = h.start(config);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(!runner.task.is_finished());
+    eventually("the runner's second attempt", || {
+        (attempts.load(std::sync::atomic::Ordering::SeqCst) >= 2).then_some(())
+    })
+    .await;
+    assert!(!runner.task.is_finished(), "the runner keeps waiting");
+    stop_early.cancel();
+    acceptor.await.unwrap();
 
     let late = Fake::default();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))

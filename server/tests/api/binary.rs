@@ -230,7 +230,22 @@ fn a_stale_postmaster_pid_after_a_crash_does_not_stop_the_next_start() {
         .args(["-KILL", &postmaster.to_string()])
         .status()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Wait for the postmaster to be dead (gone, or a zombie nobody reaped yet), not for a
+    // fixed time.
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{postmaster}/stat")).is_ok_and(|stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while alive() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the postmaster outlived kill -9"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(pid_file.exists(), "the crash left postmaster.pid behind");
 
     let again = Server::start(flightdeck(&[
