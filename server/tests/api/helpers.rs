@@ -186,6 +186,7 @@ pub struct TestApp {
     pub pool: PgPool,
     pub options: PgConnectOptions,
     shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TestApp {
@@ -250,7 +251,7 @@ impl TestApp {
         });
         let router = http::router(state);
         let stop = shutdown.clone();
-        tokio::spawn(async move {
+        let server = tokio::spawn(async move {
             axum::serve(
                 listener,
                 router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -271,6 +272,16 @@ impl TestApp {
             pool,
             options,
             shutdown,
+            server: Some(server),
+        }
+    }
+
+    /// Stops the server as `serve` stops on SIGTERM, and waits until it has: what it keeps in
+    /// memory for later is written by then.
+    pub async fn shut_down(&mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.expect("the server stops cleanly");
         }
     }
 

@@ -7,4 +7,5 @@ mod helpers;
 mod live;
 mod overview;
 mod people;
+mod refusals;
 mod runs;
