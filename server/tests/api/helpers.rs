@@ -14,6 +14,7 @@ use domain::run::artifacts::LocalDisk;
 use domain::run::work::Secrets;
 use reqwest::StatusCode;
 use server::flag_cache::FlagCache;
+use server::http::refusals::Refusals;
 use server::http::{self, AppState, AppStateParts};
 use server::live::LiveHub;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -187,6 +188,9 @@ pub struct TestApp {
     pub options: PgConnectOptions,
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<()>>,
+    /// Stops the refusal writer, after the server: it writes what it still counts.
+    stop_refusals: CancellationToken,
+    refusals: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TestApp {
@@ -228,6 +232,8 @@ impl TestApp {
         )
         .await
         .unwrap();
+        let stop_refusals = CancellationToken::new();
+        let (refusals, refusal_writer) = Refusals::start(pool.clone(), stop_refusals.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let leptos_options = leptos::prelude::LeptosOptions::builder()
@@ -245,6 +251,7 @@ impl TestApp {
             ),
             live: live.clone(),
             flags,
+            refusals,
             access: Arc::new(http::access_table().expect("every route declares its access")),
             shutdown: shutdown.clone(),
             webhook_secret: Some(WEBHOOK_SECRET.into()),
@@ -273,6 +280,8 @@ impl TestApp {
             options,
             shutdown,
             server: Some(server),
+            stop_refusals,
+            refusals: Some(refusal_writer),
         }
     }
 
@@ -282,6 +291,10 @@ impl TestApp {
         self.shutdown.cancel();
         if let Some(server) = self.server.take() {
             server.await.expect("the server stops cleanly");
+        }
+        self.stop_refusals.cancel();
+        if let Some(writer) = self.refusals.take() {
+            writer.await.expect("the refusal writer stops cleanly");
         }
     }
 
@@ -386,6 +399,19 @@ impl TestApp {
         panic!("the server never learnt of the SDK token");
     }
 
+    /// The refusals audited under `action`, each entry counting as many as it says (refusals of
+    /// strangers are counted and written once a minute, or when the server stops).
+    pub async fn refusals_audited(&self, action: &str) -> i64 {
+        sqlx::query_scalar(
+            "select coalesce(sum(coalesce((details->>'count')::bigint, 1)), 0)::bigint
+             from audit_event where action = $1",
+        )
+        .bind(action)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap()
+    }
+
     pub async fn audit_count(&self, action: &str) -> i64 {
         sqlx::query_scalar("select count(*) from audit_event where action = $1")
             .bind(action)
@@ -398,6 +424,7 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        self.stop_refusals.cancel();
     }
 }
 

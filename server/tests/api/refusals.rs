@@ -54,6 +54,9 @@ async fn unknown_tokens_are_audited_as_one_counted_entry_rather_than_a_row_each(
     );
     assert_eq!(refusals, 2 * N, "every refusal is counted");
     let (rows, refusals) = rejected_on(&app, "/api/v1/projects").await;
-    assert!((1..=2).contains(&rows), "{rows} audit rows for {N} refusals");
+    assert!(
+        (1..=2).contains(&rows),
+        "{rows} audit rows for {N} refusals"
+    );
     assert_eq!(refusals, N);
 }
