@@ -26,7 +26,8 @@ use super::routes::Routes;
 use super::{ofrep, unleash};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
@@ -119,6 +120,19 @@ fn cors() -> CorsLayer {
         ])
         .expose_headers([header::ETAG])
         .max_age(Duration::from_secs(3600))
+}
+
+/// The caller [`admit`] let in, taken out of the request rather than copied (as `Extension`
+/// would: its names are strings).
+pub struct Admitted(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for Admitted {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let caller = parts.extensions.remove::<Caller>();
+        caller.map(Admitted).ok_or(ApiError::Unauthenticated)
+    }
 }
 
 /// The SDK token's holder (the access layer has already refused every other caller).
