@@ -9,6 +9,9 @@
 --                  every layer, the token looked up, a constant answer)
 --   MODE frontend: GET /api/frontend?userId=...&appName=...&properties[...]=...  (Unleash)
 --   MODE ofrep:    POST /ofrep/v1/evaluate/flags {"context":{"targetingKey":...}}
+--   MODE junk:     as frontend, but every request with another unknown token: half shaped like
+--                  the SDK token given (same project and environment, another secret), half
+--                  random text (refused with 401)
 local requests = {}
 local next_request = 1
 
@@ -37,17 +40,33 @@ function setup(thread)
   threads = threads + 1
 end
 
+-- A random secret of `length` characters from the URL-safe base64 alphabet.
+local alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+local function random_secret(length)
+  local chars = {}
+  for i = 1, length do
+    local k = math.random(#alphabet)
+    chars[i] = alphabet:sub(k, k)
+  end
+  return table.concat(chars)
+end
+
 function init(args)
   local mode, token = args[1], args[2]
   local headers = { ["Authorization"] = token }
+  math.randomseed(offset + 1)
   -- Each thread has its own users (`offset` is set by setup).
   for n = 1, 1000 do
     local c = context(offset + n)
+    if mode == "junk" then
+      local scope = (token or ""):match("^([^.]*)%.") or "studybuddy:staging"
+      headers = { ["Authorization"] = (n % 2 == 0) and (scope .. "." .. random_secret(43)) or random_secret(32) }
+    end
     if mode == "bare" then
       requests[n] = wrk.format("GET", "/?userId=" .. c.user .. "&appName=" .. c.app, {})
     elseif mode == "healthz" then
       requests[n] = wrk.format("GET", "/healthz?userId=" .. c.user .. "&appName=" .. c.app, headers)
-    elseif mode == "frontend" then
+    elseif mode == "frontend" or mode == "junk" then
       local path = "/api/frontend?userId=" .. c.user .. "&sessionId=" .. c.session .. "&appName=" .. c.app
         .. "&properties%5BappVersion%5D=" .. c.version .. "&properties%5Bplan%5D=" .. c.plan
         .. "&properties%5Bcountry%5D=" .. c.country .. "&properties%5Bemail%5D=" .. c.email

@@ -13,7 +13,7 @@
 
 use crate::live::{Change, LiveHub};
 use bytes::Bytes;
-use domain::auth::{SdkPrincipal, Secret};
+use domain::auth::SdkPrincipal;
 use domain::flags::store::EnvironmentId;
 use domain::flags::{ClientFeatures, FeatureSet, FlagStore, SdkTokens, Versioned};
 use sha2::{Digest, Sha256};
@@ -150,11 +150,12 @@ impl FlagCache {
             .unwrap_or_else(|| self.inner.empty.clone())
     }
 
-    /// The live token with this secret.
+    /// The live token with this secret (hashed as `domain::auth::Secret::hash` does, without
+    /// copying the secret).
     pub fn token(&self, presented: &str) -> Option<Arc<SdkTokenEntry>> {
-        let hash = Secret::from_client(presented).hash();
-        let tokens = self.inner.tokens.read().expect("not poisoned").clone();
-        tokens.by_hash.get(&hash).cloned()
+        let hash = Sha256::digest(presented.as_bytes());
+        let tokens = self.inner.tokens.read().expect("not poisoned");
+        tokens.by_hash.get(hash.as_slice()).cloned()
     }
 
     /// The live token whose stream ticket this is.

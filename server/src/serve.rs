@@ -4,6 +4,7 @@
 use crate::config::DatabaseSetting;
 use crate::database::Database;
 use crate::flag_cache::FlagCache;
+use crate::http::refusals::Refusals;
 use crate::http::{self, AppState, AppStateParts};
 use crate::live::LiveHub;
 use anyhow::Context;
@@ -84,6 +85,8 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     )
     .await
     .context("cannot load the feature flags")?;
+    // Stopped after the last request is answered, so it writes every refusal counted.
+    let (refusals, refusal_writer) = Refusals::start(pool.clone(), stop_listener.clone());
     let access = Arc::new(http::access_table()?);
     let leptos_options = LeptosOptions::builder()
         .output_name("flightdeck")
@@ -96,6 +99,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         portal: portal.clone(),
         live,
         flags,
+        refusals,
         access,
         shutdown: shutdown.clone(),
         webhook_secret: options.webhook_secret.as_deref().map(Arc::from),
@@ -169,6 +173,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(10), runner).await;
     }
     stop_listener.cancel();
+    if let Err(error) = refusal_writer.await {
+        tracing::warn!(%error, "the refusal writer failed");
+    }
     database.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -19,6 +19,23 @@ impl Secret {
         Secret(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes)))
     }
 
+    /// Whether `value` has the shape of a secret [`Secret::generate`] makes with `prefix`: the
+    /// prefix, then 43 URL-safe base64 characters that decode to exactly 32 bytes. Every secret
+    /// ever issued has it, so anything else can be refused without looking it up: junk costs no
+    /// database round trip. (Only the shape is checked; a well-formed guess is still looked up.)
+    pub fn could_have_been_issued(prefix: &str, value: &str) -> bool {
+        let Some(encoded) = value.strip_prefix(prefix) else {
+            return false;
+        };
+        // 43 characters carry 258 bits; the decoder refuses the two spare ones unless zero,
+        // as the encoder leaves them.
+        let mut bytes = [0u8; 33];
+        encoded.len() == 43
+            && URL_SAFE_NO_PAD
+                .decode_slice(encoded, &mut bytes)
+                .is_ok_and(|n| n == 32)
+    }
+
     pub fn from_client(value: &str) -> Self {
         Secret(value.to_string())
     }
@@ -51,5 +68,27 @@ mod tests {
         assert_eq!(a.expose().len(), 4 + 43);
         assert_eq!(format!("{a:?}"), "Secret(..)");
         assert_eq!(a.hash(), Secret::from_client(a.expose()).hash());
+    }
+
+    #[test]
+    fn only_secrets_of_the_issued_shape_could_have_been_issued() {
+        for _ in 0..100 {
+            let issued = Secret::generate("fdt_");
+            assert!(Secret::could_have_been_issued("fdt_", issued.expose()));
+            assert!(!Secret::could_have_been_issued("fds_", issued.expose()));
+            assert!(!Secret::could_have_been_issued(
+                "fdt_",
+                &issued.expose()[..issued.expose().len() - 1]
+            ));
+        }
+        assert!(!Secret::could_have_been_issued("fdt_", "fdt_nonsense"));
+        assert!(!Secret::could_have_been_issued("fdt_", ""));
+        let not_base64 = format!("fdt_{}", "!".repeat(43));
+        assert!(!Secret::could_have_been_issued("fdt_", &not_base64));
+        // The last character's two spare bits are never set by the encoder.
+        let spare_bits_set = format!("fdt_{}B", "A".repeat(42));
+        assert!(!Secret::could_have_been_issued("fdt_", &spare_bits_set));
+        let spare_bits_clear = format!("fdt_{}E", "A".repeat(42));
+        assert!(Secret::could_have_been_issued("fdt_", &spare_bits_clear));
     }
 }

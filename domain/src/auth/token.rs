@@ -8,6 +8,9 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+/// What every API token starts with, so a leaked one is recognisable (and junk is not looked up).
+pub const TOKEN_PREFIX: &str = "fdt_";
+
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     #[error("a token needs a name of 1 to 100 characters")]
@@ -47,7 +50,7 @@ impl Tokens {
         if scopes.is_empty() {
             return Err(TokenError::NoScopes);
         }
-        let secret = Secret::generate("fdt_");
+        let secret = Secret::generate(TOKEN_PREFIX);
         let prefix: String = secret.expose().chars().take(10).collect();
         let scope_names: Vec<String> = scopes.iter().map(|s| s.as_str().to_string()).collect();
         let id = sqlx::query_scalar!(
@@ -122,14 +125,18 @@ impl Tokens {
         }
     }
 
-    /// Finds the live token for a secret. Its last-used time (and address) is written at most
-    /// once a minute, so a busy SDK does not turn every read into a write; `recorded_use` says
-    /// whether this call wrote it, and the caller audits the use then.
+    /// Finds the live token for a secret; one that could never have been issued (see
+    /// [`Secret::could_have_been_issued`]) is unknown without a query. Its last-used time (and
+    /// address) is written at most once a minute, so a busy SDK does not turn every read into a
+    /// write; `recorded_use` says whether this call wrote it, and the caller audits the use then.
     pub async fn authenticate(
         &self,
         presented: &str,
         ip: Option<&str>,
     ) -> Result<Option<AuthenticatedToken>, sqlx::Error> {
+        if !Secret::could_have_been_issued(TOKEN_PREFIX, presented) {
+            return Ok(None);
+        }
         let hash = Secret::from_client(presented).hash();
         let Some(row) = sqlx::query!(
             r#"select api_token_id, name, scopes,

@@ -1,9 +1,12 @@
 //! The authorization layer: before any route runs, its declared access is checked against the
-//! caller. Refusals are audited and answered in the route's own style.
+//! caller. Refusals are audited and answered in the route's own style: a known caller's one by
+//! one, a stranger's (no credentials) counted with others like it (see
+//! [`Refusals`](super::refusals::Refusals)), so anonymous traffic costs no write per request.
 
 use super::AppState;
 use super::caller::StaleSession;
 use super::error::ApiError;
+use super::refusals::{Refusal, RefusalKind};
 use super::routes::RouteKind;
 use app::error::AppError;
 use axum::extract::{MatchedPath, Request, State};
@@ -19,28 +22,39 @@ pub async fn enforce_access(
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(path) = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-    else {
+    let Some(matched) = request.extensions().get::<MatchedPath>() else {
         return next.run(request).await;
     };
-    let Some(spec) = state.access.get(request.method(), &path) else {
+    let Some(spec) = state.access.get(request.method(), matched.as_str()) else {
+        let path = matched.as_str();
         tracing::error!(method = %request.method(), %path, "route without an access declaration refused");
         return ApiError::Forbidden("this route declares no access, so nobody may use it".into())
             .into_response();
+    };
+    let principal = request
+        .extensions()
+        .get::<Caller>()
+        .and_then(|caller| caller.principal.as_ref());
+    let Err(denied) = decide(spec.access, principal) else {
+        return next.run(request).await;
     };
     let caller = request
         .extensions()
         .get::<Caller>()
         .cloned()
         .unwrap_or_default();
-    let Err(denied) = decide(spec.access, caller.principal.as_ref()) else {
-        return next.run(request).await;
-    };
     let is_page_redirect = spec.kind == RouteKind::Page && denied == Denied::Unauthenticated;
-    if !is_page_redirect {
+    if caller.principal.is_none() {
+        if !is_page_redirect {
+            state.refusals.count(Refusal {
+                kind: RefusalKind::Denied,
+                reason: "no credentials",
+                ip: caller.origin.ip.as_deref().and_then(|ip| ip.parse().ok()),
+                path: request.uri().path(),
+                user_agent: caller.origin.user_agent.as_deref(),
+            });
+        }
+    } else {
         let record = AuditRecord::new(
             Actor::of(caller.principal.as_ref()),
             "access.denied",

@@ -1,14 +1,20 @@
 //! Who is calling: resolves the session cookie or API token of every request into a [`Caller`]
 //! that handlers and server functions read from the request's extensions.
+//!
+//! SDK tokens are found in memory (the [`FlagCache`](crate::flag_cache::FlagCache)), and a
+//! personal token of a shape never issued is refused without a query, so an unknown token costs
+//! no database write: its refusal is counted in [`Refusals`](super::refusals::Refusals) and
+//! audited once a minute per address and path, not one row per request.
 
 use super::AppState;
 use super::error::ApiError;
+use super::refusals::{Refusal, RefusalKind};
 use app::api::session::SESSION_COOKIE;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use domain::audit::{Actor, AuditRecord, Origin, Outcome};
+use domain::audit::{Actor, AuditRecord, Origin};
 use domain::auth::{Caller, Principal};
 use std::net::{IpAddr, SocketAddr};
 
@@ -22,81 +28,120 @@ pub async fn resolve_caller(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let origin = origin_of(&request);
-    let headers = request.headers();
-    let mut caller = Caller {
-        principal: None,
-        origin: origin.clone(),
-    };
-    if let Some(token) = sdk_token(headers) {
-        match state.flags.token(&token) {
-            Some(entry) => {
-                if entry.should_record_use() {
-                    record_sdk_token_use(&state, Principal::Sdk(entry.principal.clone()), &request);
-                }
-                caller.principal = Some(Principal::Sdk(entry.principal.clone()));
-            }
-            None => {
-                reject_token(&state, &origin, request.uri().path().to_string()).await;
-                return ApiError::InvalidToken.into_response();
-            }
-        }
-    } else if let Some(token) = bearer_token(headers) {
-        match state
-            .portal
-            .tokens
-            .authenticate(&token, origin.ip.as_deref())
-            .await
-        {
-            Ok(Some(found)) => {
-                if found.recorded_use {
-                    let principal = Principal::Token(found.principal.clone());
-                    let record =
-                        AuditRecord::new(Actor::of(Some(&principal)), "token.used", &origin)
-                            .security()
-                            .target(request.uri().path().to_string());
-                    if let Err(error) = record.write(&state.portal.pool).await {
-                        tracing::warn!(%error, "could not audit a token use");
-                    }
-                }
-                caller.principal = Some(Principal::Token(found.principal));
-            }
-            Ok(None) => {
-                reject_token(&state, &origin, request.uri().path().to_string()).await;
-                return ApiError::InvalidToken.into_response();
-            }
-            Err(error) => return ApiError::from(error).into_response(),
-        }
-    } else if let Some(cookie) = session_cookie(headers) {
-        match state.portal.sessions.resolve(&cookie).await {
-            Ok(Some(user)) => caller.principal = Some(Principal::User(user)),
-            Ok(None) => {
+    let ip = client_ip(&request);
+    let identified = identify(&state, request.headers(), request.uri().path(), ip).await;
+    match identified {
+        Ok(Identified {
+            caller,
+            stale_session,
+        }) => {
+            if stale_session {
                 request.extensions_mut().insert(StaleSession);
             }
-            Err(error) => return ApiError::internal(error).into_response(),
+            request.extensions_mut().insert(caller);
+            next.run(request).await
         }
+        Err(refused) => refused,
     }
-    request.extensions_mut().insert(caller);
-    next.run(request).await
 }
 
-async fn reject_token(state: &AppState, origin: &Origin, path: String) {
-    let record = AuditRecord::new(Actor::anonymous(), "token.rejected", origin)
-        .outcome(Outcome::Denied)
-        .security()
-        .target(path)
-        .details(serde_json::json!({ "reason": "unknown, revoked or expired token" }));
-    if let Err(error) = record.write(&state.portal.pool).await {
-        tracing::warn!(%error, "could not audit a rejected token");
+/// A request's caller, when its credentials are good or absent.
+pub struct Identified {
+    pub caller: Caller,
+    /// A session cookie came that no longer works.
+    pub stale_session: bool,
+}
+
+/// Resolves the request's credentials: an SDK token from memory, a personal token or session
+/// from the database. Unknown tokens are refused (401), counted rather than written one by one.
+pub async fn identify(
+    state: &AppState,
+    headers: &HeaderMap,
+    path: &str,
+    ip: Option<IpAddr>,
+) -> Result<Identified, Response> {
+    let identified = |principal: Option<Principal>, origin: Origin| Identified {
+        caller: Caller { principal, origin },
+        stale_session: false,
+    };
+    if let Some(token) = sdk_token(headers) {
+        // A refusal needs no origin: it is found before one is made.
+        let Some(entry) = state.flags.token(token) else {
+            return Err(refuse_token(state, headers, path, ip, "unknown SDK token"));
+        };
+        let origin = origin_of(headers, ip);
+        let principal = Principal::Sdk(entry.principal.clone());
+        if entry.should_record_use() {
+            record_sdk_token_use(state, principal.clone(), &origin, path);
+        }
+        return Ok(identified(Some(principal), origin));
     }
+    let origin = origin_of(headers, ip);
+    if let Some(token) = bearer_token(headers) {
+        let found = state
+            .portal
+            .tokens
+            .authenticate(token, origin.ip.as_deref())
+            .await
+            .map_err(|error| ApiError::from(error).into_response())?;
+        let Some(found) = found else {
+            let reason = "unknown, revoked or expired token";
+            return Err(refuse_token(state, headers, path, ip, reason));
+        };
+        let principal = Principal::Token(found.principal);
+        if found.recorded_use {
+            let record = AuditRecord::new(Actor::of(Some(&principal)), "token.used", &origin)
+                .security()
+                .target(path.to_string());
+            if let Err(error) = record.write(&state.portal.pool).await {
+                tracing::warn!(%error, "could not audit a token use");
+            }
+        }
+        return Ok(identified(Some(principal), origin));
+    }
+    if let Some(cookie) = session_cookie(headers) {
+        let user = state
+            .portal
+            .sessions
+            .resolve(cookie)
+            .await
+            .map_err(|error| ApiError::internal(error).into_response())?;
+        return Ok(match user {
+            Some(user) => identified(Some(Principal::User(user)), origin),
+            None => Identified {
+                stale_session: true,
+                ..identified(None, origin)
+            },
+        });
+    }
+    Ok(identified(None, origin))
+}
+
+/// Counts the refusal of an unknown token (written with others like it within a minute) and
+/// answers it.
+fn refuse_token(
+    state: &AppState,
+    headers: &HeaderMap,
+    path: &str,
+    ip: Option<IpAddr>,
+    reason: &'static str,
+) -> Response {
+    state.refusals.count(Refusal {
+        kind: RefusalKind::UnknownToken,
+        reason,
+        ip,
+        path,
+        user_agent: user_agent(headers),
+    });
+    ApiError::InvalidToken.into_response()
 }
 
 /// Writes an SDK token's last use and audits it, off the request's path.
-fn record_sdk_token_use(state: &AppState, principal: Principal, request: &Request) {
+fn record_sdk_token_use(state: &AppState, principal: Principal, origin: &Origin, path: &str) {
     let pool = state.portal.pool.clone();
     let tokens = state.flags.sdk_tokens().clone();
-    let origin = origin_of(request);
-    let target = request.uri().path().to_string();
+    let origin = origin.clone();
+    let target = path.to_string();
     tokio::spawn(async move {
         let record = AuditRecord::new(Actor::of(Some(&principal)), "token.used", &origin)
             .security()
@@ -113,27 +158,28 @@ fn record_sdk_token_use(state: &AppState, principal: Principal, request: &Reques
 /// An SDK token: `project:environment.secret` in `Authorization` (raw, as Unleash SDKs send it,
 /// or after `Bearer`), or in `X-API-Key` (which OFREP names). Personal API tokens never contain
 /// a colon.
-fn sdk_token(headers: &HeaderMap) -> Option<String> {
+pub fn sdk_token(headers: &HeaderMap) -> Option<&str> {
     let from_key = headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_string());
+        .map(str::trim);
     from_key
         .or_else(|| bearer_token(headers))
         .filter(|token| token.contains(':'))
 }
 
 /// `Authorization: Bearer <token>`. A bare token (as Unleash SDKs send it) is accepted too.
-fn bearer_token(headers: &HeaderMap) -> Option<String> {
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
     let token = value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
-        .unwrap_or(value);
-    (!token.is_empty()).then(|| token.trim().to_string())
+        .unwrap_or(value)
+        .trim();
+    (!token.is_empty()).then_some(token)
 }
 
-fn session_cookie(headers: &HeaderMap) -> Option<String> {
+fn session_cookie(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -141,33 +187,39 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, value)| *name == SESSION_COOKIE && !value.is_empty())
-        .map(|(_, value)| value.to_string())
+        .map(|(_, value)| value)
 }
 
-/// The client's address and user agent. `X-Forwarded-For` is believed only from a proxy on this
-/// machine (loopback), since anyone can send the header.
-fn origin_of(request: &Request) -> Origin {
+pub fn user_agent(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// The client's address. `X-Forwarded-For` is believed only from a proxy on this machine
+/// (loopback), since anyone can send the header.
+pub fn client_ip(request: &Request) -> Option<IpAddr> {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let forwarded = request
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next_back())
-        .and_then(|v| v.trim().parse::<IpAddr>().ok());
-    let ip = match (peer, forwarded) {
-        (Some(peer), Some(forwarded)) if peer.is_loopback() => Some(forwarded),
-        (peer, _) => peer,
-    };
+    match peer {
+        Some(peer) if peer.is_loopback() => request
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next_back())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok())
+            .or(Some(peer)),
+        peer => peer,
+    }
+}
+
+/// The client's address and user agent, as the audit log records them.
+fn origin_of(headers: &HeaderMap, ip: Option<IpAddr>) -> Origin {
     Origin {
         ip: ip.map(|ip| ip.to_string()),
-        user_agent: request
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
+        user_agent: user_agent(headers).map(str::to_string),
     }
 }
 
@@ -183,7 +235,7 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("a=1; flightdeck_session=fds_x; b=2"),
         );
-        assert_eq!(session_cookie(&headers).as_deref(), Some("fds_x"));
+        assert_eq!(session_cookie(&headers), Some("fds_x"));
         headers.insert(
             header::COOKIE,
             HeaderValue::from_static("flightdeck_session="),
@@ -198,8 +250,8 @@ mod tests {
             header::AUTHORIZATION,
             HeaderValue::from_static("Bearer fdt_abc"),
         );
-        assert_eq!(bearer_token(&headers).as_deref(), Some("fdt_abc"));
+        assert_eq!(bearer_token(&headers), Some("fdt_abc"));
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("fdt_abc"));
-        assert_eq!(bearer_token(&headers).as_deref(), Some("fdt_abc"));
+        assert_eq!(bearer_token(&headers), Some("fdt_abc"));
     }
 }

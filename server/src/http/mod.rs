@@ -1,5 +1,7 @@
 //! The HTTP surface: pages and server functions (Leptos), the REST API, live events and health
-//! checks, behind one stack of layers (tracing, body limit, caller, CSRF, authorization).
+//! checks, behind one stack of layers (tracing, security headers, body limit, caller, CSRF,
+//! authorization); and the feature-flag SDK routes, behind a lean stack of their own (see
+//! [`sdk`]). Both check the same [`AccessTable`].
 
 pub mod api;
 pub mod authz;
@@ -11,6 +13,7 @@ pub mod extract;
 pub mod flag_context;
 pub mod health;
 pub mod ofrep;
+pub mod refusals;
 pub mod routes;
 pub mod runner_api;
 pub mod runs;
@@ -54,6 +57,8 @@ pub struct AppStateParts {
     /// Every environment's flags and every SDK token, in memory (the flag APIs' only source).
     pub flags: FlagCache,
     pub access: Arc<AccessTable>,
+    /// Refusals of strangers and SDKs, counted and audited once a minute.
+    pub refusals: refusals::Refusals,
     /// Cancelled when the server starts shutting down: streams end, readiness turns false.
     pub shutdown: CancellationToken,
     /// The secret GitHub signs webhook deliveries with; webhooks are off without one.
@@ -79,7 +84,8 @@ impl FromRef<AppState> for LeptosOptions {
     }
 }
 
-/// Every REST route (health, events and the `/api/v1` API).
+/// Every REST route (health, events, the `/api/v1` API and webhooks); the SDK routes are
+/// [`sdk::routes`].
 pub fn api_routes() -> Routes {
     let routes = Routes::new()
         .get("/healthz", Access::Public, health::healthz)
@@ -92,7 +98,7 @@ pub fn api_routes() -> Routes {
     let routes = api::routes(routes);
     let routes = runs::routes(routes);
     let routes = runner_api::routes(routes);
-    webhook::routes(routes).merge(sdk::routes())
+    webhook::routes(routes)
 }
 
 /// The access table for everything the router serves.
@@ -109,7 +115,9 @@ pub fn access_table() -> Result<AccessTable, UndeclaredRoutes> {
     let server_fns: Vec<(String, Method)> = leptos::server_fn::axum::server_fn_paths()
         .map(|(path, method)| (path.to_string(), method))
         .collect();
-    AccessTable::build(&api_routes().specs, &pages, &server_fns)
+    let mut specs = api_routes().specs;
+    specs.extend(sdk::routes().specs);
+    AccessTable::build(&specs, &pages, &server_fns)
 }
 
 fn http_method(method: leptos_router::Method) -> Method {
@@ -122,7 +130,9 @@ fn http_method(method: leptos_router::Method) -> Method {
     }
 }
 
+/// Everything the server answers: the SDK routes with their own stack, the rest with the full one.
 pub fn router(state: AppState) -> Router {
+    let sdk_routes = sdk::router(state.clone());
     let portal = state.portal.clone();
     let context = move || provide_context(portal.clone());
     let options = state.leptos_options.clone();
@@ -144,7 +154,6 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), csrf::refuse_cross_site))
         .layer(from_fn_with_state(state.clone(), caller::resolve_caller))
         .layer(from_fn(limit_body))
-        .layer(from_fn(sdk::cors_for_sdks))
         .layer(security_header("x-content-type-options", "nosniff"))
         .layer(security_header("x-frame-options", "DENY"))
         .layer(security_header("referrer-policy", "same-origin"))
@@ -154,6 +163,7 @@ pub fn router(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .with_state(state)
+        .merge(sdk_routes)
 }
 
 /// Bounds request bodies: 1 MiB everywhere except artifact uploads, which stream to disk under

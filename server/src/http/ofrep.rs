@@ -14,15 +14,14 @@ use super::AppState;
 use super::error::ApiError;
 use super::flag_context::{self, ContextError};
 use super::routes::Routes;
-use super::sdk::{client_ip, etag_of, json_with_etag, not_modified, sdk_caller};
-use axum::Extension;
+use super::sdk::{Admitted, client_ip, etag_of, json_with_etag, not_modified, sdk_caller};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use domain::access::{Access, SdkKinds};
-use domain::auth::{Caller, SdkPrincipal};
+use domain::auth::SdkPrincipal;
 use domain::flags::store::EnvironmentId;
 use domain::flags::{Evaluation, PayloadKind};
 use futures::stream::{self, StreamExt};
@@ -46,7 +45,7 @@ pub fn routes(routes: Routes) -> Routes {
 
 async fn evaluate_one(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Admitted(caller): Admitted,
     Path(key): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -69,7 +68,7 @@ async fn evaluate_one(
 
 async fn evaluate_all(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Admitted(caller): Admitted,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {

@@ -97,10 +97,11 @@ impl Default for Routes {
     }
 }
 
-/// Every route's access, by method and matched path.
+/// Every route's access, by matched path and method (looked up by the path as the router
+/// matched it, without copying it).
 #[derive(Debug, Clone, Default)]
 pub struct AccessTable {
-    entries: HashMap<(Method, String), RouteSpec>,
+    entries: HashMap<String, Vec<RouteSpec>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,23 +117,20 @@ impl AccessTable {
         pages: &[(String, Vec<Method>)],
         server_fns: &[(String, Method)],
     ) -> Result<Self, UndeclaredRoutes> {
-        let mut entries = HashMap::new();
+        let mut specs = Vec::new();
         let mut missing = Vec::new();
-        for spec in api {
-            entries.insert((spec.method.clone(), spec.path.clone()), spec.clone());
-        }
+        specs.extend(api.iter().cloned());
         let page_access: HashMap<&str, Access> = app::access::pages().into_iter().collect();
         for (path, methods) in pages {
             match page_access.get(path.as_str()) {
                 Some(access) => {
                     for method in methods {
-                        let spec = RouteSpec {
+                        specs.push(RouteSpec {
                             method: method.clone(),
                             path: path.clone(),
                             access: *access,
                             kind: RouteKind::Page,
-                        };
-                        entries.insert((method.clone(), path.clone()), spec);
+                        });
                     }
                 }
                 None => missing.push(format!("page {path}")),
@@ -142,18 +140,24 @@ impl AccessTable {
         for (path, method) in server_fns {
             match fn_access.get(path.as_str()) {
                 Some(access) => {
-                    let spec = RouteSpec {
+                    specs.push(RouteSpec {
                         method: method.clone(),
                         path: path.clone(),
                         access: *access,
                         kind: RouteKind::ServerFn,
-                    };
-                    entries.insert((method.clone(), path.clone()), spec);
+                    });
                 }
                 None => missing.push(format!("server function {path}")),
             }
         }
         if missing.is_empty() {
+            let mut entries: HashMap<String, Vec<RouteSpec>> = HashMap::new();
+            for spec in specs {
+                let same_path = entries.entry(spec.path.clone()).or_default();
+                // A later declaration of the same method and path replaces the earlier one.
+                same_path.retain(|other| other.method != spec.method);
+                same_path.push(spec);
+            }
             Ok(AccessTable { entries })
         } else {
             Err(UndeclaredRoutes(missing))
@@ -167,11 +171,14 @@ impl AccessTable {
         } else {
             method
         };
-        self.entries.get(&(method.clone(), path.to_string()))
+        self.entries
+            .get(path)?
+            .iter()
+            .find(|spec| spec.method == *method)
     }
 
     /// Every route, for the authorization test.
     pub fn specs(&self) -> impl Iterator<Item = &RouteSpec> {
-        self.entries.values()
+        self.entries.values().flatten()
     }
 }

@@ -1,46 +1,105 @@
-//! What the flag APIs for SDKs (Unleash and OFREP) share: the catalog with its CORS layer, the
+//! What the flag APIs for SDKs (Unleash and OFREP) share: their router with its own layers, the
 //! caller's token, ETags and JSON answers.
+//!
+//! The SDK routes are the shipped app's hot path and public: any app, or anyone who copied a
+//! frontend token out of one, calls them at any rate. They need no session, CSRF check or page
+//! machinery, so they have a stack of their own, outermost first:
+//!
+//! | layer | why |
+//! |---|---|
+//! | tracing (debug level; failures at error) | a span per request only when asked for |
+//! | `X-Content-Type-Options: nosniff` | answers are JSON, never to be sniffed as a page |
+//! | CORS, any origin | apps call from browsers on other origins with a token, never a cookie; preflights are answered before authorization, and refusals (401, 413) reach the SDK readable |
+//! | body limit ([`MAX_BODY_BYTES`](super::MAX_BODY_BYTES)) | as everywhere |
+//! | [`admit`]: caller and access | the SDK token from memory; the route's declared access from the same [`AccessTable`](super::routes::AccessTable) every route is checked against, decided by [`domain::access::decide`] |
+//!
+//! Every refusal here is counted, not written one by one ([`Refusals`](super::refusals::Refusals)):
+//! junk costs no database write. A person's session or a personal token (refused here, as
+//! declared) is still resolved from the database so the answer is the declared one (403, not
+//! 401); junk of neither shape never reaches it.
 
+use super::AppState;
+use super::caller::{self, Identified};
 use super::error::ApiError;
+use super::refusals::{Refusal, RefusalKind};
 use super::routes::Routes;
 use super::{ofrep, unleash};
+use axum::Router;
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
-use axum::middleware::Next;
+use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
+use domain::access::decide;
 use domain::auth::{Caller, Principal, SdkPrincipal};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
-use tower::{Layer, ServiceExt};
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
 /// Every SDK route.
 pub fn routes() -> Routes {
     ofrep::routes(unleash::routes(Routes::new()))
 }
 
-/// The paths SDK routes live under.
-fn is_sdk_path(path: &str) -> bool {
-    ["/api/frontend", "/api/client/", "/ofrep/"]
-        .iter()
-        .any(|prefix| path.starts_with(prefix))
+/// The SDK routes with their lean stack (see the module doc).
+pub fn router(state: AppState) -> Router {
+    routes()
+        .router
+        .route_layer(from_fn_with_state(state.clone(), admit))
+        .layer(from_fn(super::limit_body))
+        .layer(cors())
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+        )
+        .with_state(state)
 }
 
-/// Cross-origin access for the SDK routes. Apps call them from browsers on other origins, with a
-/// token rather than a cookie, so any origin may (the token is the credential; no cookie is ever
-/// sent). This runs outside every other layer, so preflights are answered before authorization
-/// (they carry no credentials) and refusals (401, 413) reach the SDK readable rather than as a
-/// network error.
-pub async fn cors_for_sdks(request: Request, next: Next) -> Response {
-    if is_sdk_path(request.uri().path()) {
-        match cors().layer(next).oneshot(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        }
-    } else {
-        next.run(request).await
+/// Resolves the caller and checks the route's declared access; refusals are counted.
+async fn admit(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let Some(access) = request
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|matched| state.access.get(request.method(), matched.as_str()))
+        .map(|spec| spec.access)
+    else {
+        tracing::error!(method = %request.method(), path = request.uri().path(), "SDK route without an access declaration refused");
+        return ApiError::Forbidden("this route declares no access, so nobody may use it".into())
+            .into_response();
+    };
+    let ip = caller::client_ip(&request);
+    let headers = request.headers();
+    let path = request.uri().path();
+    let caller = match caller::identify(&state, headers, path, ip).await {
+        Ok(Identified { caller, .. }) => caller,
+        Err(refused) => return refused,
+    };
+    if let Err(denied) = decide(access, caller.principal.as_ref()) {
+        state.refusals.count(Refusal {
+            kind: RefusalKind::Denied,
+            reason: match &caller.principal {
+                None => "no credentials",
+                Some(Principal::Sdk(_)) => "an SDK token of another kind",
+                Some(Principal::User(_)) => "a person's session, not an SDK token",
+                Some(Principal::Token(_)) => "a personal API token, not an SDK token",
+            },
+            ip,
+            path,
+            user_agent: caller::user_agent(headers),
+        });
+        return ApiError::from(denied).into_response();
     }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
 }
 
 fn cors() -> CorsLayer {
@@ -61,6 +120,19 @@ fn cors() -> CorsLayer {
         ])
         .expose_headers([header::ETAG])
         .max_age(Duration::from_secs(3600))
+}
+
+/// The caller [`admit`] let in, taken out of the request rather than copied (as `Extension`
+/// would: its names are strings).
+pub struct Admitted(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for Admitted {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let caller = parts.extensions.remove::<Caller>();
+        caller.map(Admitted).ok_or(ApiError::Unauthenticated)
+    }
 }
 
 /// The SDK token's holder (the access layer has already refused every other caller).

@@ -11,14 +11,12 @@ use super::AppState;
 use super::error::ApiError;
 use super::flag_context::{self, ContextError};
 use super::routes::Routes;
-use super::sdk::{client_ip, etag_of, json_with_etag, not_modified, sdk_caller};
-use axum::Extension;
+use super::sdk::{Admitted, client_ip, etag_of, json_with_etag, not_modified, sdk_caller};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::access::{Access, SdkKinds};
-use domain::auth::Caller;
 use domain::flags::store::EnvironmentId;
 use domain::flags::{Context, FeatureSet, VariantResult};
 use serde::Serialize;
@@ -62,7 +60,7 @@ const ENABLED: bool = false;
 /// query string.
 async fn toggles_for_query<const LIST_ALL: bool>(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Admitted(caller): Admitted,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -76,7 +74,7 @@ async fn toggles_for_query<const LIST_ALL: bool>(
 /// `POST /api/frontend` and `/api/frontend/all`: the context is the body's `context`.
 async fn toggles_for_body<const LIST_ALL: bool>(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Admitted(caller): Admitted,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -90,7 +88,7 @@ async fn toggles_for_body<const LIST_ALL: bool>(
 /// One flag, when it is on for the context (as Unleash answers: 404 when it is off or unknown).
 async fn frontend_feature(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Admitted(caller): Admitted,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -149,7 +147,7 @@ fn toggles_body(set: &FeatureSet, context: &Context, list_all: bool) -> Vec<u8> 
 
 async fn client_features(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Admitted(caller): Admitted,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let sdk = sdk_caller(&caller)?;
@@ -168,10 +166,7 @@ async fn client_features(
 }
 
 /// Registration and usage reports from SDKs: checked to be what an SDK sends, then accepted.
-async fn accept_report(
-    Extension(caller): Extension<Caller>,
-    body: Bytes,
-) -> Result<StatusCode, ApiError> {
+async fn accept_report(Admitted(caller): Admitted, body: Bytes) -> Result<StatusCode, ApiError> {
     sdk_caller(&caller)?;
     let value: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("the body is not JSON: {e}")))?;

@@ -314,7 +314,7 @@ async fn the_client_api_serves_the_snapshot_and_ofrep_evaluates_with_reasons() {
 
 #[tokio::test]
 async fn bad_tokens_contexts_and_bodies_are_refused_and_change_nothing() {
-    let app = TestApp::spawn().await;
+    let mut app = TestApp::spawn().await;
     let (store, env) = seed(&app).await;
     let frontend = app.sdk_token("staging", SdkTokenKind::Frontend).await;
     let production = app.sdk_token("production", SdkTokenKind::Frontend).await;
@@ -471,7 +471,8 @@ async fn bad_tokens_contexts_and_bodies_are_refused_and_change_nothing() {
     }
 
     assert_eq!(newest_version(&store, env).await, before, "nothing changed");
-    assert!(app.audit_count("token.rejected").await >= 2);
+    app.shut_down().await;
+    assert!(app.refusals_audited("token.rejected").await >= 2);
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ use domain::run::artifacts::LocalDisk;
 use domain::run::work::Secrets;
 use reqwest::StatusCode;
 use server::flag_cache::FlagCache;
+use server::http::refusals::Refusals;
 use server::http::{self, AppState, AppStateParts};
 use server::live::LiveHub;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -186,6 +187,10 @@ pub struct TestApp {
     pub pool: PgPool,
     pub options: PgConnectOptions,
     shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<()>>,
+    /// Stops the refusal writer, after the server: it writes what it still counts.
+    stop_refusals: CancellationToken,
+    refusals: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TestApp {
@@ -232,6 +237,8 @@ impl TestApp {
         )
         .await
         .unwrap();
+        let stop_refusals = CancellationToken::new();
+        let (refusals, refusal_writer) = Refusals::start(pool.clone(), stop_refusals.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let leptos_options = leptos::prelude::LeptosOptions::builder()
@@ -249,13 +256,14 @@ impl TestApp {
             ),
             live: live.clone(),
             flags,
+            refusals,
             access: Arc::new(http::access_table().expect("every route declares its access")),
             shutdown: shutdown.clone(),
             webhook_secret: Some(WEBHOOK_SECRET.into()),
         });
         let router = http::router(state);
         let stop = shutdown.clone();
-        tokio::spawn(async move {
+        let server = tokio::spawn(async move {
             axum::serve(
                 listener,
                 router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -276,6 +284,22 @@ impl TestApp {
             pool,
             options,
             shutdown,
+            server: Some(server),
+            stop_refusals,
+            refusals: Some(refusal_writer),
+        }
+    }
+
+    /// Stops the server as `serve` stops on SIGTERM, and waits until it has: what it keeps in
+    /// memory for later is written by then.
+    pub async fn shut_down(&mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.expect("the server stops cleanly");
+        }
+        self.stop_refusals.cancel();
+        if let Some(writer) = self.refusals.take() {
+            writer.await.expect("the refusal writer stops cleanly");
         }
     }
 
@@ -380,6 +404,19 @@ impl TestApp {
         panic!("the server never learnt of the SDK token");
     }
 
+    /// The refusals audited under `action`, each entry counting as many as it says (refusals of
+    /// strangers are counted and written once a minute, or when the server stops).
+    pub async fn refusals_audited(&self, action: &str) -> i64 {
+        sqlx::query_scalar(
+            "select coalesce(sum(coalesce((details->>'count')::bigint, 1)), 0)::bigint
+             from audit_event where action = $1",
+        )
+        .bind(action)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap()
+    }
+
     pub async fn audit_count(&self, action: &str) -> i64 {
         sqlx::query_scalar("select count(*) from audit_event where action = $1")
             .bind(action)
@@ -392,6 +429,7 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        self.stop_refusals.cancel();
     }
 }
 

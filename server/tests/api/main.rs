@@ -9,5 +9,6 @@ mod helpers;
 mod live;
 mod overview;
 mod people;
+mod refusals;
 mod runs;
 mod work;
