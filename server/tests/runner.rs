@@ -907,6 +907,7 @@ async fn the_runner_waits_for_a_server_that_is_not_up_yet() {
                     }
                 }
             }
+            early
         })
     };
     let mut config = h.config();
@@ -918,12 +919,10 @@ async fn the_runner_waits_for_a_server_that_is_not_up_yet() {
     .await;
     assert!(!runner.task.is_finished(), "the runner keeps waiting");
     stop_early.cancel();
-    acceptor.await.unwrap();
+    // The same listening socket then serves: no second bind of the port to race anything.
+    let listener = acceptor.await.unwrap();
 
     let late = Fake::default();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
     serve_fake(&late, listener).await;
     let job = h.job(&[("hello", "echo hi")]);
     let job_id = job.job_id;
