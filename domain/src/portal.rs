@@ -17,6 +17,8 @@ pub struct Portal {
     pub tokens: Tokens,
     pub runs: Runs,
     pub work: Work,
+    /// Flags, segments and snapshots.
+    pub flags: crate::flags::FlagStore,
     pub artifacts: LocalDisk,
     /// Whether cookies get the `Secure` attribute (the portal is served over https).
     pub secure_cookies: bool,
@@ -31,6 +33,7 @@ impl Portal {
             sessions: Sessions::new(pool.clone(), SessionPolicy::default()),
             tokens: Tokens::new(pool.clone()),
             runs: Runs::new(pool.clone()),
+            flags: crate::flags::FlagStore::new(pool.clone()),
             work: Work::new(pool.clone(), secrets, Duration::from_secs(LEASE_SECS)),
             artifacts,
             pool,

@@ -36,8 +36,7 @@ async fn reap_leases(portal: Portal, shutdown: CancellationToken) {
 }
 
 async fn apply_flag_changes(portal: Portal, shutdown: CancellationToken) {
-    let store = domain::flags::FlagStore::new(portal.pool.clone());
-    let changes = portal.flag_changes(&store);
+    let changes = portal.flag_changes(&portal.flags);
     let mut tick = tokio::time::interval(FLAG_CHANGE_INTERVAL);
     loop {
         tokio::select! {

@@ -16,8 +16,8 @@ pub async fn get_flags(project: String, environment: String) -> Result<FlagsPage
     let caller = crate::access::authorize::<GetFlags>()?;
     let person = crate::access::person(&caller)?;
     let portal = super::portal()?;
-    let store = domain::flags::FlagStore::new(portal.pool.clone());
-    Ok(domain::flags::page::flags_page(&store, &project, &environment, person.role).await?)
+    let store = &portal.flags;
+    Ok(domain::flags::page::flags_page(store, &project, &environment, person.role).await?)
 }
 
 #[server(prefix = "/fn", endpoint = "get_flag_history")]
@@ -27,9 +27,9 @@ pub async fn get_flag_history(
 ) -> Result<Vec<HistoryEntry>, AppError> {
     crate::access::authorize::<GetFlagHistory>()?;
     let portal = super::portal()?;
-    let store = domain::flags::FlagStore::new(portal.pool.clone());
+    let store = &portal.flags;
     let env = store.environment(&project, &environment).await?;
-    Ok(domain::flags::page::history(&store, env.id, HISTORY_LENGTH).await?)
+    Ok(domain::flags::page::history(store, env.id, HISTORY_LENGTH).await?)
 }
 
 /// Turns a flag on or off. `kill` is the kill switch: off, audited as an emergency stop.
@@ -143,12 +143,12 @@ pub async fn decide_flag_change(
         _ => return Err(AppError::invalid("decision", "approve, reject or cancel")),
     };
     let portal = super::portal()?;
-    let store = domain::flags::FlagStore::new(portal.pool.clone());
+    let store = &portal.flags;
     let env = store.environment(&project, &environment).await?;
     let acting = acting(&caller)?;
     let actor = Actor::of(caller.principal.as_ref());
     let state = portal
-        .flag_changes(&store)
+        .flag_changes(store)
         .decide(env.id, id, decision, &acting, actor, &caller.origin)
         .await?;
     Ok(state.to_string())
@@ -169,7 +169,7 @@ pub async fn create_flag(
     let flag_type = FlagType::parse(&flag_type).map_err(|e| AppError::invalid("type", e))?;
     let owner = Some(owner.trim().to_string()).filter(|o| !o.is_empty());
     let portal = super::portal()?;
-    let store = domain::flags::FlagStore::new(portal.pool.clone());
+    let store = &portal.flags;
     let flag = NewFlag {
         name,
         flag_type,
@@ -208,7 +208,7 @@ pub async fn update_flag(
         stale,
     };
     let portal = super::portal()?;
-    let store = domain::flags::FlagStore::new(portal.pool.clone());
+    let store = &portal.flags;
     let applied = store
         .update(
             &project,
@@ -230,7 +230,7 @@ pub async fn archive_flag(project: String, flag: String) -> Result<bool, AppErro
     let caller = crate::access::authorize::<ArchiveFlag>()?;
     let flag = FlagName::parse(&flag).map_err(|e| AppError::invalid("flag", e))?;
     let portal = super::portal()?;
-    let store = domain::flags::FlagStore::new(portal.pool.clone());
+    let store = &portal.flags;
     let applied = store
         .archive(
             &project,
@@ -253,10 +253,10 @@ pub async fn restore_flags(
     use domain::flags::Restored;
     let caller = crate::access::authorize::<RestoreFlags>()?;
     let portal = super::portal()?;
-    let store = domain::flags::FlagStore::new(portal.pool.clone());
+    let store = &portal.flags;
     let env = store.environment(&project, &environment).await?.id;
     portal
-        .flag_changes(&store)
+        .flag_changes(store)
         .authorize(
             env,
             &acting(&caller)?,
@@ -385,12 +385,12 @@ async fn change(
     use domain::flags::definition::FlagName;
     let apply_at = parse_apply_at(apply_at)?;
     let portal = super::portal()?;
-    let store = domain::flags::FlagStore::new(portal.pool.clone());
+    let store = &portal.flags;
     let env = store.environment(project, environment).await?.id;
     let flag = FlagName::parse(flag).map_err(|e| AppError::invalid("flag", e))?;
     let actor = Actor::of(caller.principal.as_ref());
     Ok(portal
-        .flag_changes(&store)
+        .flag_changes(store)
         .request(
             env,
             &flag,

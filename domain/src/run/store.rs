@@ -401,6 +401,48 @@ impl Runs {
         .await
     }
 
+    /// Starts a run of a pushed commit whose details came with a webhook's payload (GitHub's
+    /// push event), once per delivery: the delivery id is the idempotency key. The commit's
+    /// flightdeck.yml is used when the project's repository is on this machine, else the
+    /// project's current definition.
+    pub async fn start_from_push_payload(
+        &self,
+        project_key: &str,
+        commit: &Commit,
+        delivery: Option<&str>,
+        origin: &Origin,
+    ) -> Result<Created, RunError> {
+        let repository = sqlx::query_scalar!(
+            "select repository from project where project_key = $1",
+            project_key
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten();
+        let definition = match repository.as_deref().filter(|r| super::git::is_local(r)) {
+            Some(repository) => super::git::file_at(repository, &commit.sha, "flightdeck.yml")
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
+        let actor = Actor {
+            kind: "system",
+            id: None,
+            name: "github-webhook".into(),
+        };
+        self.create(
+            project_key,
+            commit,
+            Trigger::Webhook,
+            actor,
+            origin,
+            delivery,
+            definition.as_deref(),
+        )
+        .await
+    }
+
     /// The run id for a project's run number.
     pub async fn find(&self, project_key: &str, number: i64) -> Result<Uuid, RunError> {
         sqlx::query_scalar!(

@@ -17,7 +17,7 @@ use domain::auth::{Caller, Scope};
 use domain::role::RoleSet;
 use domain::run::git;
 use domain::run::query;
-use domain::run::store::{Commit, RunError, Trigger};
+use domain::run::store::{RunError, Trigger};
 use domain::run_view::RunFilter;
 use futures::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
@@ -185,56 +185,6 @@ async fn start_run(
         status,
         Json(json!({ "project": project, "number": created.number, "created": created.created })),
     ))
-}
-
-pub async fn repository_of(state: &AppState, project: &str) -> Result<String, ApiError> {
-    let row = sqlx::query!(
-        "select repository from project where project_key = $1",
-        project
-    )
-    .fetch_optional(&state.portal.pool)
-    .await?
-    .ok_or_else(|| ApiError::NotFound(format!("there is no project `{project}`")))?;
-    row.repository.ok_or_else(|| ApiError::Invalid {
-        message: format!("project `{project}` has no repository; set one with `flightdeck project set-repository {project} PATH`"),
-        details: serde_json::Value::Null,
-    })
-}
-
-/// A run from a webhook whose commit details come with the payload.
-pub async fn start_from_payload(
-    state: &AppState,
-    project: &str,
-    commit: &Commit,
-    delivery: Option<&str>,
-    caller: &Caller,
-) -> Result<domain::run::store::Created, ApiError> {
-    let repository = repository_of(state, project).await.ok();
-    let definition = match repository.as_deref().filter(|r| git::is_local(r)) {
-        Some(repository) => git::file_at(repository, &commit.sha, "flightdeck.yml")
-            .await
-            .ok()
-            .flatten(),
-        None => None,
-    };
-    let actor = Actor {
-        kind: "system",
-        id: None,
-        name: "github-webhook".into(),
-    };
-    Ok(state
-        .portal
-        .runs
-        .create(
-            project,
-            commit,
-            Trigger::Webhook,
-            actor,
-            &caller.origin,
-            delivery,
-            definition.as_deref(),
-        )
-        .await?)
 }
 
 async fn list_runs(

@@ -10,7 +10,6 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{Json, Path};
 use super::routes::Routes;
-use super::runs::start_from_payload;
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -139,8 +138,11 @@ async fn github(
                 },
                 message: head.message.lines().next().unwrap_or_default().to_string(),
             };
-            let created =
-                start_from_payload(&state, &project, &commit, delivery.as_deref(), &caller).await?;
+            let created = state
+                .portal
+                .runs
+                .start_from_push_payload(&project, &commit, delivery.as_deref(), &caller.origin)
+                .await?;
             let status = if created.created {
                 StatusCode::CREATED
             } else {
