@@ -91,3 +91,23 @@ test('on a phone the phases stack and a release manager pauses and resumes a sch
   await page.setViewportSize(DESKTOP);
   await page.close();
 });
+
+test('the page and the app it loads arrive compressed, and the app is revalidated, not fetched again', async () => {
+  const page = await browser.context.newPage();
+  await signIn(page, portal, 'vera');
+  await hydrated(page);
+  const wasm = await page.request.get(`${portal.url}/pkg/flightdeck.wasm`, { headers: { 'accept-encoding': 'br, gzip' } });
+  assert.equal(wasm.status(), 200);
+  assert.equal(wasm.headers()['content-encoding'], 'br', 'the build precompressed it with brotli');
+  assert.equal(wasm.headers()['cache-control'], 'no-cache');
+  const gzipOnly = await page.request.get(`${portal.url}/pkg/flightdeck.js`, { headers: { 'accept-encoding': 'gzip' } });
+  assert.equal(gzipOnly.headers()['content-encoding'], 'gzip');
+  const again = await page.request.get(`${portal.url}/pkg/flightdeck.wasm`, {
+    headers: { 'accept-encoding': 'br', 'if-modified-since': wasm.headers()['last-modified'] },
+  });
+  assert.equal(again.status(), 304, 'an unchanged app costs a 304');
+  const overview = await page.request.get(`${portal.url}/`, { headers: { 'accept-encoding': 'gzip' } });
+  assert.equal(overview.status(), 200);
+  assert.equal(overview.headers()['content-encoding'], 'gzip', 'pages are compressed as they are sent');
+  await page.close();
+});

@@ -4,6 +4,7 @@
 //! [`sdk`]). Both check the same [`AccessTable`].
 
 pub mod api;
+pub mod assets;
 pub mod authz;
 pub mod caller;
 pub mod csrf;
@@ -146,6 +147,13 @@ pub fn router(state: AppState) -> Router {
             app_shell.clone(),
         )
         .route_layer(from_fn_with_state(state.clone(), authz::enforce_access))
+        .nest_service(
+            &format!("/{}", state.leptos_options.site_pkg_dir),
+            assets::pkg_service(
+                &state.leptos_options.site_root,
+                &state.leptos_options.site_pkg_dir,
+            ),
+        )
         .fallback(leptos_axum::file_and_error_handler_with_context::<
             AppState,
             _,
@@ -162,6 +170,7 @@ pub fn router(state: AppState) -> Router {
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
+        .layer(assets::compression())
         .with_state(state)
         .merge(sdk_routes)
 }
