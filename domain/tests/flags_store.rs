@@ -5,7 +5,8 @@
 //! (the test command sets it) or else the dev cluster; it is dropped when the test ends.
 #![cfg(feature = "server")]
 
-use std::str::FromStr;
+mod support;
+
 use std::time::Duration;
 
 use domain::audit::{Actor, Origin};
@@ -20,111 +21,10 @@ use domain::flags::store::{
 };
 use domain::flags::{ClientFeatures, Context, FeatureSet, Restored, SnapshotError, SnapshotQuery};
 use serde_json::{Value, json};
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{ConnectOptions, PgPool};
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use support::{TestDb, project};
 use uuid::Uuid;
-
-/// A database of its own for one test, dropped when the test ends (or panics).
-struct TestDb {
-    pool: PgPool,
-    admin: PgConnectOptions,
-    name: String,
-}
-
-impl TestDb {
-    async fn new() -> Self {
-        let url = std::env::var("FLIGHTDECK_TEST_DATABASE_URL").expect(
-            "FLIGHTDECK_TEST_DATABASE_URL names a PostgreSQL cluster for these tests \
-             (the test command, bash .ci/test, starts one and sets it)",
-        );
-        let admin = PgConnectOptions::from_str(&url)
-            .expect("the test database URL parses")
-            .database("postgres");
-        let name = format!("flightdeck_flags_{}", Uuid::new_v4().simple());
-        let mut conn = admin.connect().await.expect("connects to the test cluster");
-        sqlx::query(&format!("create database {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .connect_with(admin.clone().database(&name))
-            .await
-            .unwrap();
-        domain::db::MIGRATOR.run(&pool).await.unwrap();
-        TestDb { pool, admin, name }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        // Drop runs inside the test's runtime, which cannot be blocked on; a thread with its
-        // own runtime can.
-        let dropped = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async move {
-                    let mut conn = admin.connect().await?;
-                    sqlx::query(&format!("drop database if exists {name} with (force)"))
-                        .execute(&mut conn)
-                        .await
-                        .map(|_| ())
-                })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test database {}", self.name);
-        }
-    }
-}
-
-/// A project with the given environments, loaded from a definition as the portal does.
-/// `production` requires one approval and release managers, as in the sample.
-async fn project(pool: &PgPool, key: &str, environments: &[&str]) -> Vec<EnvironmentId> {
-    let declared: String = environments
-        .iter()
-        .map(|name| match *name {
-            "production" => format!(
-                "  {name}:\n    protection:\n      required_approvals: 1\n      allowed_roles: [release-manager]\n"
-            ),
-            _ => format!("  {name}: {{}}\n"),
-        })
-        .collect();
-    let source = format!(
-        "project: {{ name: {key}, key: {key} }}\nphases:\n  ci:\n    title: CI\n    stages:\n      checks:\n        title: Checks\n        jobs:\n          hello:\n            steps: [echo hi]\nenvironments:\n{declared}"
-    );
-    domain::project::load_definition(
-        pool,
-        domain::project::DefinitionUpload {
-            source: &source,
-            origin_label: "test",
-            expected_project: None,
-        },
-        &domain::environment::Acting::Operator {
-            name: "test".into(),
-        },
-        Actor::system(),
-        &Origin::default(),
-    )
-    .await
-    .expect("the definition loads");
-    let mut ids = Vec::new();
-    for name in environments {
-        let id: Uuid = sqlx::query_scalar(
-            "select e.environment_id from environment e join project p using (project_id) where p.project_key = $1 and e.name = $2",
-        )
-        .bind(key)
-        .bind(name)
-        .fetch_one(pool)
-        .await
-        .unwrap();
-        ids.push(EnvironmentId(id));
-    }
-    ids
-}
 
 /// People acting, for the environment rules.
 fn person(name: &str, role: domain::role::Role) -> domain::environment::Acting {

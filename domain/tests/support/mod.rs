@@ -1,9 +1,10 @@
 //! What the database tests share: a new, migrated database per test on the cluster in
 //! `FLIGHTDECK_TEST_DATABASE_URL` (the test command starts one and sets it), dropped when the
-//! test ends, and a project with environments as loading a definition would make it.
+//! test ends, and a project with environments loaded from a definition as the portal does.
 
 use std::str::FromStr;
 
+use domain::audit::{Actor, Origin};
 use domain::flags::store::EnvironmentId;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
@@ -66,23 +67,43 @@ impl Drop for TestDb {
     }
 }
 
-/// A project with the given environments, as loading a definition would make it.
+/// A project with the given environments, loaded from a definition as the portal does.
+/// `production` requires one approval and release managers, as in the sample.
 pub async fn project(pool: &PgPool, key: &str, environments: &[&str]) -> Vec<EnvironmentId> {
-    let project_id: Uuid = sqlx::query_scalar(
-        "insert into project (project_key, name) values ($1, $1) returning project_id",
+    let declared: String = environments
+        .iter()
+        .map(|name| match *name {
+            "production" => format!(
+                "  {name}:\n    protection:\n      required_approvals: 1\n      allowed_roles: [release-manager]\n"
+            ),
+            _ => format!("  {name}: {{}}\n"),
+        })
+        .collect();
+    let source = format!(
+        "project: {{ name: {key}, key: {key} }}\nphases:\n  ci:\n    title: CI\n    stages:\n      checks:\n        title: Checks\n        jobs:\n          hello:\n            steps: [echo hi]\nenvironments:\n{declared}"
+    );
+    domain::project::load_definition(
+        pool,
+        domain::project::DefinitionUpload {
+            source: &source,
+            origin_label: "test",
+            expected_project: None,
+        },
+        &domain::environment::Acting::Operator {
+            name: "test".into(),
+        },
+        Actor::system(),
+        &Origin::default(),
     )
-    .bind(key)
-    .fetch_one(pool)
     .await
-    .unwrap();
+    .expect("the definition loads");
     let mut ids = Vec::new();
-    for (position, name) in environments.iter().enumerate() {
+    for name in environments {
         let id: Uuid = sqlx::query_scalar(
-            "insert into environment (project_id, name, position) values ($1, $2, $3) returning environment_id",
+            "select e.environment_id from environment e join project p using (project_id) where p.project_key = $1 and e.name = $2",
         )
-        .bind(project_id)
+        .bind(key)
         .bind(name)
-        .bind(position as i32)
         .fetch_one(pool)
         .await
         .unwrap();
