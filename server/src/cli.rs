@@ -399,8 +399,23 @@ pub(crate) fn cli_actor() -> Actor {
         .or_else(|_| std::env::var("LOGNAME"))
         .ok()
         .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| format!("uid {}", nix_uid()));
+        .unwrap_or_else(|| {
+            let uid = nix_uid();
+            user_of_uid(&uid).unwrap_or(format!("uid {uid}"))
+        });
     Actor::cli(&format!("{user}@{}", crate::serve::host_name()))
+}
+
+/// The login name of `uid` in /etc/passwd (`root` for 0), when it has one.
+fn user_of_uid(uid: &str) -> Option<String> {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()?
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            (fields.nth(1)? == uid).then(|| name.to_string())
+        })
 }
 
 /// The real user id (for an operator whose environment names no user, e.g. under systemd).
