@@ -403,7 +403,7 @@ pub(crate) fn cli_actor() -> Actor {
             let uid = nix_uid();
             user_of_uid(&uid).unwrap_or(format!("uid {uid}"))
         });
-    Actor::cli(&format!("{user}@{}", crate::serve::host_name()))
+    Actor::cli(&format!("{user}@{}", crate::instance::host_name()))
 }
 
 /// The login name of `uid` in /etc/passwd (`root` for 0), when it has one.

@@ -5,6 +5,7 @@
 use domain::portal::Portal;
 use domain::run::artifacts::{Retention, sweep};
 use std::time::Duration;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// How often expired leases are looked for (a lease is 30 s, so a dead runner's job is back in
@@ -15,10 +16,13 @@ const FLAG_CHANGE_INTERVAL: Duration = Duration::from_secs(1);
 /// How often expired sessions and old artifacts are deleted.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(3600);
 
-pub fn start(portal: Portal, shutdown: CancellationToken) {
-    tokio::spawn(reap_leases(portal.clone(), shutdown.clone()));
-    tokio::spawn(apply_flag_changes(portal.clone(), shutdown.clone()));
-    tokio::spawn(housekeeping(portal, shutdown));
+/// Starts every service; each ends when `shutdown` is cancelled.
+pub fn start(portal: Portal, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
+    vec![
+        tokio::spawn(reap_leases(portal.clone(), shutdown.clone())),
+        tokio::spawn(apply_flag_changes(portal.clone(), shutdown.clone())),
+        tokio::spawn(housekeeping(portal, shutdown)),
+    ]
 }
 
 async fn reap_leases(portal: Portal, shutdown: CancellationToken) {

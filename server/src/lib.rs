@@ -9,6 +9,7 @@ pub mod embedded_pg;
 pub mod engine;
 pub mod flag_cache;
 pub mod http;
+pub mod instance;
 pub mod live;
 pub mod repository;
 pub mod runner;

@@ -1,28 +1,19 @@
-//! `flightdeck serve`: open the database, load the configured projects, start the background
-//! services and serve HTTP until SIGTERM or Ctrl-C, then drain and stop cleanly.
+//! `flightdeck serve`: open the database, load the configured projects, start an [`Instance`]
+//! (HTTP and the background services) and serve until SIGTERM or Ctrl-C, then drain and stop.
 
 use crate::config::DatabaseSetting;
 use crate::database::Database;
-use crate::flag_cache::FlagCache;
-use crate::http::refusals::Refusals;
-use crate::http::{self, AppState, AppStateParts};
-use crate::live::LiveHub;
+use crate::instance::{Instance, InstanceConfig, LocalRunner};
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use domain::audit::Origin;
-use domain::auth::Scope;
-use domain::flags::{FlagStore, SdkTokens};
 use domain::portal::Portal;
 use domain::project::{LoadDefinitionError, Loaded};
 use domain::run::artifacts::LocalDisk;
 use domain::run::work::Secrets;
-use leptos::prelude::LeptosOptions;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -64,54 +55,29 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         )
     })?;
     let portal = Portal::new(pool.clone(), secure_cookies, artifacts, Secrets::from_env());
-
     let listener = TcpListener::bind(options.addr)
         .await
         .with_context(|| format!("cannot listen on {}", options.addr))?;
-    let addr = listener.local_addr()?;
-    let public_url = options
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
 
-    let shutdown = CancellationToken::new();
-    let stop_listener = CancellationToken::new();
-    let live = LiveHub::start(pool.clone(), stop_listener.clone());
-    let flags = FlagCache::start(
-        FlagStore::new(pool.clone()),
-        SdkTokens::new(pool.clone()),
-        &live,
-        stop_listener.clone(),
-    )
-    .await
-    .context("cannot load the feature flags")?;
-    // Stopped after the last request is answered, so it writes every refusal counted.
-    let (refusals, refusal_writer) = Refusals::start(pool.clone(), stop_listener.clone());
-    let access = Arc::new(http::access_table()?);
-    let leptos_options = LeptosOptions::builder()
-        .output_name("flightdeck")
-        .site_root(options.site_root.to_string_lossy().to_string())
-        .site_pkg_dir("pkg")
-        .site_addr(addr)
-        .build();
-    let state = AppState::new(AppStateParts {
-        leptos_options,
-        portal: portal.clone(),
-        live,
-        flags,
-        refusals,
-        access,
-        shutdown: shutdown.clone(),
-        webhook_secret: options.webhook_secret.as_deref().map(Arc::from),
-    });
-    crate::engine::start(portal.clone(), shutdown.clone());
-
-    let app = http::router(state);
+    let mut instance = Instance::start(InstanceConfig {
+        listener,
+        public_url: options.public_url.clone(),
+        site_root: options.site_root.to_string_lossy().to_string(),
+        portal,
+        webhook_secret: options.webhook_secret.clone(),
+        local_runner: options.local_runner.clone().map(|labels| LocalRunner {
+            labels,
+            data_dir: options.data_dir.clone(),
+        }),
+    })
+    .await?;
     println!(
-        "Flightdeck is listening on http://{addr} (ready in {} ms)",
+        "Flightdeck is listening on http://{} (ready in {} ms)",
+        instance.addr,
         started.elapsed().as_millis()
     );
-    match portal.users.create_setup_link().await? {
+    let public_url = instance.public_url.clone();
+    match instance.portal.users.create_setup_link().await? {
         Some(link) => println!(
             "No one can sign in yet. Open {public_url}/setup/{} to create the first admin \
              (valid for 24 hours, works once), or run `flightdeck user add NAME --role admin`.",
@@ -120,65 +86,20 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         None => println!("Sign in at {public_url}/login"),
     }
 
-    let runner_stop = CancellationToken::new();
-    let runner_abort = CancellationToken::new();
-    let local_runner = match &options.local_runner {
-        Some(labels) => Some(
-            start_local_runner(
-                &portal,
-                &addr,
-                labels.clone(),
-                &options.data_dir,
-                runner_stop.clone(),
-                runner_abort.clone(),
-            )
-            .await?,
-        ),
-        None => None,
+    let failure = tokio::select! {
+        _ = shutdown_signal() => None,
+        error = instance.failed() => Some(error),
     };
-
-    // Pages stream in several writes; without TCP_NODELAY each waits out the client's delayed ACK.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown({
-        let shutdown = shutdown.clone();
-        let runner_stop = runner_stop.clone();
-        async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down: draining requests");
-            // The built-in runner takes no new jobs from here on.
-            runner_stop.cancel();
-            shutdown.cancel();
-        }
-    });
-    let drained = async {
-        shutdown.cancelled().await;
-        tokio::time::sleep(DRAIN_TIMEOUT).await;
-    };
-    tokio::select! {
-        result = server => result.context("the HTTP server failed")?,
-        _ = drained => tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; stopping anyway"),
-    }
-    // Jobs the built-in runner still runs are stopped unfinished; their leases run out and they
-    // go back to the queue for the next server or runner.
-    runner_abort.cancel();
-    if let Some(runner) = local_runner {
-        let _ = tokio::time::timeout(Duration::from_secs(10), runner).await;
-    }
-    stop_listener.cancel();
-    if let Err(error) = refusal_writer.await {
-        tracing::warn!(%error, "the refusal writer failed");
-    }
+    tracing::info!("shutting down: draining requests");
+    instance.stop(DRAIN_TIMEOUT).await;
     database.close().await;
-    tracing::info!("stopped");
-    Ok(())
+    match failure {
+        Some(error) => Err(error),
+        None => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
 }
 
 /// Loads a flightdeck.yml given on the command line, printing problems like a compiler.
@@ -223,65 +144,6 @@ pub async fn load_project_file(pool: &sqlx::PgPool, file: &std::path::Path) -> a
         Err(other) => return Err(other).with_context(|| format!("cannot load {label}")),
     }
     Ok(())
-}
-
-/// The runner built into the server: the same code as `flightdeck runner`, talking to this
-/// server over HTTP with a token made for it at each start. Each server process has its own
-/// identity (host and port), so a second replica on the same host neither revokes this one's
-/// token nor takes over its runner; a restart of the same server revokes its own old token.
-async fn start_local_runner(
-    portal: &Portal,
-    addr: &SocketAddr,
-    labels: Vec<String>,
-    data_dir: &std::path::Path,
-    stop: CancellationToken,
-    abort: CancellationToken,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let host = host_name();
-    let token_name = format!("built-in runner on {host}:{}", addr.port());
-    for old in portal.tokens.list().await? {
-        if old.name == token_name && old.revoked_at.is_none() {
-            portal
-                .tokens
-                .revoke(uuid::Uuid::parse_str(&old.id)?)
-                .await?;
-        }
-    }
-    let token = portal
-        .tokens
-        .create(&token_name, &[Scope::Runner], None, None)
-        .await?;
-    let url = if addr.ip().is_unspecified() {
-        format!("http://127.0.0.1:{}", addr.port())
-    } else {
-        format!("http://{addr}")
-    };
-    let mut config = crate::runner::RunnerConfig::new(
-        url,
-        token.secret,
-        format!("{host}-local-{}", addr.port()),
-        labels,
-        data_dir.join("runner"),
-    );
-    config.abort = abort;
-    Ok(tokio::spawn(async move {
-        if let Err(error) = crate::runner::run(config, stop).await {
-            tracing::error!(error = %format!("{error:#}"), "the built-in runner stopped");
-        }
-    }))
-}
-
-/// This machine's name, as runners call themselves by default.
-pub fn host_name() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .map(|h| h.trim().to_string())
-        })
-        .unwrap_or_else(|| "localhost".to_string())
 }
 
 async fn shutdown_signal() {

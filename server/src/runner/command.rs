@@ -81,7 +81,7 @@ impl RunnerArgs {
         let mut config = RunnerConfig::new(
             self.url,
             self.token,
-            self.name.unwrap_or_else(crate::serve::host_name),
+            self.name.unwrap_or_else(crate::instance::host_name),
             labels,
             work_dir,
         );

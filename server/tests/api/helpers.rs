@@ -6,24 +6,21 @@
 
 use domain::audit::{Actor, Origin};
 use domain::auth::{NewUser, Scope, Users};
+use domain::clock::ManualClock;
 use domain::flag_view::SdkTokenKind;
-use domain::flags::{FlagStore, SdkTokens};
+use domain::flags::SdkTokens;
 use domain::portal::Portal;
 use domain::role::Role;
 use domain::run::artifacts::LocalDisk;
 use domain::run::work::Secrets;
 use reqwest::StatusCode;
-use server::flag_cache::FlagCache;
-use server::http::refusals::Refusals;
-use server::http::{self, AppState, AppStateParts};
-use server::live::LiveHub;
+use server::instance::{Instance, InstanceConfig};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 use tokio::sync::OnceCell;
-use tokio_util::sync::CancellationToken;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const WEBHOOK_SECRET: &str = "It's a Secret to Everybody";
@@ -186,11 +183,10 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub pool: PgPool,
     pub options: PgConnectOptions,
-    shutdown: CancellationToken,
-    server: Option<tokio::task::JoinHandle<()>>,
-    /// Stops the refusal writer, after the server: it writes what it still counts.
-    stop_refusals: CancellationToken,
-    refusals: Option<tokio::task::JoinHandle<()>>,
+    /// The clock the server's time-driven work reads: tests move it instead of sleeping.
+    pub clock: Arc<ManualClock>,
+    /// The server, built as `flightdeck serve` builds it (background services included).
+    instance: Option<Instance>,
 }
 
 impl TestApp {
@@ -227,79 +223,38 @@ impl TestApp {
             .connect_with(options.clone())
             .await
             .unwrap();
-        let shutdown = CancellationToken::new();
-        let live = LiveHub::start(pool.clone(), shutdown.clone());
-        let flags = FlagCache::start(
-            FlagStore::new(pool.clone()),
-            SdkTokens::new(pool.clone()),
-            &live,
-            shutdown.clone(),
+        let clock = ManualClock::new();
+        let portal = Portal::new(
+            pool.clone(),
+            false,
+            artifacts(),
+            Secrets::default().with("TEST_SECRET", "hunter2-secret"),
         )
-        .await
-        .unwrap();
-        let stop_refusals = CancellationToken::new();
-        let (refusals, refusal_writer) = Refusals::start(pool.clone(), stop_refusals.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let leptos_options = leptos::prelude::LeptosOptions::builder()
-            .output_name("flightdeck")
-            .site_root("target/site")
-            .site_addr(addr)
-            .build();
-        let state = AppState::new(AppStateParts {
-            leptos_options,
-            portal: Portal::new(
-                pool.clone(),
-                false,
-                artifacts(),
-                Secrets::default().with("TEST_SECRET", "hunter2-secret"),
-            ),
-            live: live.clone(),
-            flags,
-            refusals,
-            access: Arc::new(http::access_table().expect("every route declares its access")),
-            shutdown: shutdown.clone(),
+        .with_clock(clock.clone());
+        let instance = Instance::start(InstanceConfig {
+            listener: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            public_url: None,
+            site_root: "target/site".into(),
+            portal,
             webhook_secret: Some(WEBHOOK_SECRET.into()),
-        });
-        let router = http::router(state);
-        let stop = shutdown.clone();
-        let server = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-            .unwrap();
-        });
-        // Ready means listening for live updates too.
-        for _ in 0..200 {
-            if live.is_listening() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+            local_runner: None,
+        })
+        .await
+        .expect("the server starts");
         TestApp {
-            addr,
+            addr: instance.addr,
             pool,
             options,
-            shutdown,
-            server: Some(server),
-            stop_refusals,
-            refusals: Some(refusal_writer),
+            clock,
+            instance: Some(instance),
         }
     }
 
     /// Stops the server as `serve` stops on SIGTERM, and waits until it has: what it keeps in
     /// memory for later is written by then.
     pub async fn shut_down(&mut self) {
-        self.shutdown.cancel();
-        if let Some(server) = self.server.take() {
-            server.await.expect("the server stops cleanly");
-        }
-        self.stop_refusals.cancel();
-        if let Some(writer) = self.refusals.take() {
-            writer.await.expect("the refusal writer stops cleanly");
+        if let Some(instance) = self.instance.take() {
+            instance.stop(std::time::Duration::from_secs(20)).await;
         }
     }
 
@@ -428,8 +383,9 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        self.shutdown.cancel();
-        self.stop_refusals.cancel();
+        if let Some(instance) = &self.instance {
+            instance.stop_without_waiting();
+        }
     }
 }
 
