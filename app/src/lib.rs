@@ -15,7 +15,7 @@ pub mod pages;
 use crate::components::Layout;
 use domain::people::Me;
 use leptos::prelude::*;
-use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_meta::{HashedStylesheet, MetaTags, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::path;
 
@@ -29,6 +29,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <meta name="color-scheme" content="light dark" />
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
+                <HashedStylesheet id="leptos" options=options.clone() />
                 <HydrationScripts options />
                 <MetaTags />
             </head>
@@ -46,7 +47,6 @@ pub type MeResource = Resource<Result<Option<Me>, error::AppError>>;
 pub fn App() -> impl IntoView {
     provide_meta_context();
     view! {
-        <Stylesheet id="leptos" href="/pkg/flightdeck.css" />
         <Title formatter=|page: String| if page.is_empty() { "Flightdeck".to_string() } else { format!("{page} · Flightdeck") } />
         <Router>
             <Routes fallback=pages::NotFound>

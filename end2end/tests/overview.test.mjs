@@ -92,20 +92,31 @@ test('on a phone the phases stack and a release manager pauses and resumes a sch
   await page.close();
 });
 
-test('the page and the app it loads arrive compressed, and the app is revalidated, not fetched again', async () => {
+test('the page and the app it loads arrive compressed, under content-hashed names cached for a year', async () => {
   const page = await browser.context.newPage();
+  const loaded = new Map();
+  page.on('response', (response) => {
+    const path = new URL(response.url()).pathname;
+    if (path.startsWith('/pkg/')) loaded.set(path, response.headers()['cache-control']);
+  });
   await signIn(page, portal, 'vera');
   await hydrated(page);
-  const wasm = await page.request.get(`${portal.url}/pkg/flightdeck.wasm`, { headers: { 'accept-encoding': 'br, gzip' } });
+  const named = {};
+  for (const ext of ['js', 'wasm', 'css']) {
+    const file = [...loaded.keys()].find((path) => path.endsWith(`.${ext}`));
+    assert.ok(file, `the page loaded a .${ext} from /pkg (loaded: ${[...loaded.keys()].join(', ')})`);
+    assert.match(file, new RegExp(`^/pkg/flightdeck\\.[A-Za-z0-9_-]{16,}\\.${ext}$`), 'named after its content');
+    assert.equal(loaded.get(file), 'public, max-age=31536000, immutable', file);
+    named[ext] = file;
+  }
+  const wasm = await page.request.get(`${portal.url}${named.wasm}`, { headers: { 'accept-encoding': 'br, gzip' } });
   assert.equal(wasm.status(), 200);
-  assert.equal(wasm.headers()['content-encoding'], 'br', 'the build precompressed it with brotli');
-  assert.equal(wasm.headers()['cache-control'], 'no-cache');
-  const gzipOnly = await page.request.get(`${portal.url}/pkg/flightdeck.js`, { headers: { 'accept-encoding': 'gzip' } });
+  assert.equal(wasm.headers()['content-encoding'], 'br', 'brotli: precompressed by a release build, else as it is sent');
+  const gzipOnly = await page.request.get(`${portal.url}${named.js}`, { headers: { 'accept-encoding': 'gzip' } });
   assert.equal(gzipOnly.headers()['content-encoding'], 'gzip');
-  const again = await page.request.get(`${portal.url}/pkg/flightdeck.wasm`, {
-    headers: { 'accept-encoding': 'br', 'if-modified-since': wasm.headers()['last-modified'] },
-  });
-  assert.equal(again.status(), 304, 'an unchanged app costs a 304');
+  const unknown = await page.request.get(`${portal.url}/pkg/flightdeck.wasm`);
+  assert.equal(unknown.status(), 404, 'the unhashed name is gone');
+  assert.equal(unknown.headers()['cache-control'], 'no-cache', 'a miss is not cached');
   const overview = await page.request.get(`${portal.url}/`, { headers: { 'accept-encoding': 'gzip' } });
   assert.equal(overview.status(), 200);
   assert.equal(overview.headers()['content-encoding'], 'gzip', 'pages are compressed as they are sent');

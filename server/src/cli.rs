@@ -11,6 +11,14 @@ use domain::auth::{NewUser, Scope, Secret, Tokens, Users};
 use domain::role::Role;
 use std::io::Read;
 use std::net::SocketAddr;
+
+/// Where `cargo leptos build` leaves the site for a build like this one: release and debug
+/// builds keep theirs apart, so one never serves the other's (see `.ci/portal`).
+const DEFAULT_SITE_ROOT: &str = if cfg!(debug_assertions) {
+    "target/site"
+} else {
+    "target/site-release"
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -100,7 +108,8 @@ struct ServeArgs {
         value_name = "FILE"
     )]
     projects: Vec<PathBuf>,
-    /// The built web assets (cargo-leptos' site directory). [default: $LEPTOS_SITE_ROOT or target/site]
+    /// The built web assets (cargo-leptos' site directory). [default: target/site-release for a
+    /// release build, target/site for a debug one]
     #[arg(long, env = "LEPTOS_SITE_ROOT", value_name = "DIR")]
     site_root: Option<PathBuf>,
     /// Labels of the runner built into the server (comma-separated). [default: linux,local]
@@ -286,7 +295,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 site_root: args
                     .site_root
                     .or(file.site_root.clone())
-                    .unwrap_or_else(|| PathBuf::from("target/site")),
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_SITE_ROOT)),
                 database: database()?,
                 max_connections,
                 data_dir,

@@ -8,6 +8,7 @@
 //! back to the queue); then the listeners stop, and the refusal writer writes what it counted.
 
 use crate::flag_cache::FlagCache;
+use crate::http::assets::{PKG_DIR, Site};
 use crate::http::refusals::Refusals;
 use crate::http::{self, AppState, AppStateParts};
 use crate::live::LiveHub;
@@ -31,8 +32,8 @@ pub struct InstanceConfig {
     pub listener: TcpListener,
     /// The address people use (behind a proxy); defaults to the listener's.
     pub public_url: Option<String>,
-    /// Where the built site is (`target/site`).
-    pub site_root: String,
+    /// The built site (the wasm, its JS, the stylesheet), checked against this binary's build.
+    pub site: Site,
     /// The domain services, on the clock time-driven work reads.
     pub portal: Portal,
     /// The secret GitHub signs webhook deliveries with; webhooks are off without one.
@@ -89,12 +90,14 @@ impl Instance {
         let (refusals, refusal_writer) = Refusals::start(pool.clone(), stop_listeners.clone());
         let leptos_options = LeptosOptions::builder()
             .output_name("flightdeck")
-            .site_root(config.site_root)
-            .site_pkg_dir("pkg")
+            .site_root(config.site.root.to_string_lossy().to_string())
+            .site_pkg_dir(PKG_DIR)
+            .hash_files(config.site.hashes_names())
             .site_addr(addr)
             .build();
         let state = AppState::new(AppStateParts {
             leptos_options,
+            site: config.site,
             portal: portal.clone(),
             live: live.clone(),
             flags,

@@ -3,6 +3,7 @@
 
 use crate::config::DatabaseSetting;
 use crate::database::Database;
+use crate::http::assets::{Site, SiteError};
 use crate::instance::{Instance, InstanceConfig, LocalRunner};
 use anyhow::Context;
 use domain::audit::Origin;
@@ -36,6 +37,15 @@ pub struct ServeOptions {
 
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    // Checked first: a site from another build is refused before anything starts.
+    let site = match Site::open(&options.site_root) {
+        Ok(site) => site,
+        Err(missing @ SiteError::Missing { .. }) => {
+            tracing::warn!("{missing}");
+            Site::unchecked(&options.site_root)
+        }
+        Err(other) => return Err(other.into()),
+    };
     let database = Database::open(&options.database, options.max_connections).await?;
     if let Some(url) = database.embedded_url() {
         tracing::info!(%url, "using the embedded PostgreSQL");
@@ -62,7 +72,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let mut instance = Instance::start(InstanceConfig {
         listener,
         public_url: options.public_url.clone(),
-        site_root: options.site_root.to_string_lossy().to_string(),
+        site,
         portal,
         webhook_secret: options.webhook_secret.clone(),
         local_runner: options.local_runner.clone().map(|labels| LocalRunner {

@@ -53,6 +53,8 @@ pub struct AppState(Arc<AppStateParts>);
 
 pub struct AppStateParts {
     pub leptos_options: LeptosOptions,
+    /// The built site `/pkg` serves.
+    pub site: assets::Site,
     pub portal: Portal,
     pub live: LiveHub,
     /// Every environment's flags and every SDK token, in memory (the flag APIs' only source).
@@ -149,10 +151,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn_with_state(state.clone(), authz::enforce_access))
         .nest_service(
             &format!("/{}", state.leptos_options.site_pkg_dir),
-            assets::pkg_service(
-                &state.leptos_options.site_root,
-                &state.leptos_options.site_pkg_dir,
-            ),
+            assets::pkg_service(&state.site),
         )
         .fallback(leptos_axum::file_and_error_handler_with_context::<
             AppState,

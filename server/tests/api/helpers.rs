@@ -14,6 +14,7 @@ use domain::role::Role;
 use domain::run::artifacts::LocalDisk;
 use domain::run::work::Secrets;
 use reqwest::StatusCode;
+use server::http::assets::Site;
 use server::instance::{Instance, InstanceConfig};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
@@ -218,6 +219,15 @@ impl TestApp {
 
     /// Another server process on the same database (as a second replica would be).
     pub async fn spawn_on(options: PgConnectOptions) -> TestApp {
+        Self::spawn_serving(
+            options,
+            Site::unchecked(std::path::Path::new("target/site")),
+        )
+        .await
+    }
+
+    /// A server on `options` serving `site` under `/pkg`.
+    pub async fn spawn_serving(options: PgConnectOptions, site: Site) -> TestApp {
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .connect_with(options.clone())
@@ -234,7 +244,7 @@ impl TestApp {
         let instance = Instance::start(InstanceConfig {
             listener: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
             public_url: None,
-            site_root: "target/site".into(),
+            site,
             portal,
             webhook_secret: Some(WEBHOOK_SECRET.into()),
             local_runner: None,

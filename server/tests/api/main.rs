@@ -1,6 +1,7 @@
 //! Integration tests: the real server on a random port, a fresh database per test.
 
 mod access;
+mod assets;
 mod binary;
 mod definition;
 mod errors;
