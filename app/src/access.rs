@@ -22,7 +22,7 @@ const FLAG_CHANGERS: Access = Access::people(RoleSet::of(&[
     Role::Product,
     Role::ReleaseManager,
 ]));
-const RUN_STARTERS: Access = Access::people_or_token(RoleSet::DEVELOPERS, Scope::RunsWrite);
+const RUN_STARTERS: Access = Access::people_or_token(RoleSet::RUN_STARTERS, Scope::RunsWrite);
 
 /// Server functions by URL.
 pub fn server_fns() -> Vec<(&'static str, Access)> {
@@ -32,6 +32,7 @@ pub fn server_fns() -> Vec<(&'static str, Access)> {
         (session::CurrentUser::PATH, Access::Public),
         (session::Logout::PATH, ANYONE),
         (overview::GetOverview::PATH, ANYONE),
+        (overview::ListProjects::PATH, ANYONE),
         (
             overview::SetSchedulePaused::PATH,
             Access::people_or_token(RoleSet::RELEASE_MANAGERS, Scope::SchedulesWrite),

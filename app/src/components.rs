@@ -1,6 +1,7 @@
 //! Pieces every page uses: the frame with its navigation, error messages and time formatting.
 
 use crate::MeResource;
+use crate::api::overview::list_projects;
 use crate::api::session::{Logout, current_user};
 use crate::error::AppError;
 use chrono::{DateTime, Utc};
@@ -8,24 +9,74 @@ use domain::role::Role;
 use leptos::prelude::*;
 use leptos_router::hooks::use_location;
 
+/// Which part of the portal a path belongs to, for the navigation's highlight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Overview,
+    Runs,
+    Flags,
+    Audit,
+    People,
+    Other,
+}
+
+impl Section {
+    fn of(path: &str) -> Section {
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match parts.as_slice() {
+            [""] | ["projects", _] => Section::Overview,
+            ["projects", _, "runs", ..] => Section::Runs,
+            ["projects", _, "flags", ..] => Section::Flags,
+            ["audit", ..] => Section::Audit,
+            ["admin", ..] => Section::People,
+            _ => Section::Other,
+        }
+    }
+}
+
+/// The project a path is about (`/projects/<key>/…`), if any.
+fn project_in(path: &str) -> Option<String> {
+    path.strip_prefix("/projects/")
+        .and_then(|rest| rest.split('/').next())
+        .filter(|key| !key.is_empty())
+        .map(str::to_string)
+}
+
 /// The frame of every signed-in page: header, navigation, sign-out.
 #[component]
 pub fn Layout(children: Children) -> impl IntoView {
     // Made anew on every page, so a sign-in or sign-out in between is always reflected.
     let me: MeResource = Resource::new_blocking(|| (), |_| current_user());
     provide_context(me);
+    let projects = Resource::new_blocking(|| (), |_| list_projects());
     let logout = ServerAction::<Logout>::new();
     let path = use_location().pathname;
-    let nav_link = move |href: &'static str, label: &'static str| {
-        let current = move || {
-            let p = path.get();
-            if href == "/" {
-                p == "/" || p.starts_with("/projects/")
-            } else {
-                p.starts_with(href)
-            }
-        };
-        view! { <a href=href class="nav-link" aria-current=move || current().then_some("page")>{label}</a> }
+    let section = Memo::new(move |_| Section::of(&path.get()));
+    let nav_link = move |href: String, label: &'static str, here: Section| {
+        view! { <a href=href class="nav-link" aria-current=move || (section.get() == here).then_some("page")>{label}</a> }
+    };
+    // Runs and Flags are a project's: the one on screen, else the first (as the overview shows).
+    let project_links = move || {
+        Suspend::new(async move {
+            let projects = projects.await.unwrap_or_default();
+            let key = project_in(&path.get_untracked());
+            let project = key
+                .and_then(|key| projects.iter().find(|p| p.key == key).cloned())
+                .or_else(|| projects.first().cloned());
+            project.map(|p| {
+                let flags = p.first_environment.map(|env| {
+                    nav_link(
+                        format!("/projects/{}/flags/{env}", p.key),
+                        "Flags",
+                        Section::Flags,
+                    )
+                });
+                view! {
+                    {nav_link(format!("/projects/{}/runs", p.key), "Runs", Section::Runs)}
+                    {flags}
+                }
+            })
+        })
     };
     view! {
         <header class="topbar">
@@ -34,16 +85,17 @@ pub fn Layout(children: Children) -> impl IntoView {
                 <span>"Flightdeck"</span>
             </a>
             <nav class="nav" aria-label="Main">
-                {nav_link("/", "Overview")}
+                {nav_link("/".to_string(), "Overview", Section::Overview)}
+                <Suspense>{project_links}</Suspense>
                 <Suspense>
                     {move || Suspend::new(async move {
                         let role = me.await.ok().flatten().map(|m| m.role);
                         view! {
                             <Show when=move || matches!(role, Some(Role::Admin | Role::ReleaseManager))>
-                                {nav_link("/audit", "Audit")}
+                                {nav_link("/audit".to_string(), "Audit", Section::Audit)}
                             </Show>
                             <Show when=move || role == Some(Role::Admin)>
-                                {nav_link("/admin", "People & tokens")}
+                                {nav_link("/admin".to_string(), "People & tokens", Section::People)}
                             </Show>
                         }
                     })}
@@ -75,6 +127,7 @@ pub fn ErrorNotice(error: AppError) -> impl IntoView {
     let (title, class) = match &error {
         AppError::Forbidden(_) => ("Not allowed", "notice notice-forbidden"),
         AppError::Unauthenticated => ("Signed out", "notice notice-error"),
+        AppError::SignInRefused => ("Could not sign in.", "notice notice-error"),
         AppError::Invalid { .. } => ("Please check", "notice notice-error"),
         _ => ("Could not do that", "notice notice-error"),
     };
@@ -131,4 +184,33 @@ pub fn urlencode(value: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_page_highlights_its_own_section() {
+        assert_eq!(Section::of("/"), Section::Overview);
+        assert_eq!(Section::of("/projects/studybuddy"), Section::Overview);
+        assert_eq!(Section::of("/projects/studybuddy/runs"), Section::Runs);
+        assert_eq!(Section::of("/projects/studybuddy/runs/4"), Section::Runs);
+        assert_eq!(
+            Section::of("/projects/studybuddy/runs/4/jobs/build-web"),
+            Section::Runs
+        );
+        assert_eq!(
+            Section::of("/projects/studybuddy/flags/production"),
+            Section::Flags
+        );
+        assert_eq!(Section::of("/audit"), Section::Audit);
+        assert_eq!(Section::of("/admin"), Section::People);
+        assert_eq!(Section::of("/nowhere/at/all"), Section::Other);
+        assert_eq!(
+            project_in("/projects/studybuddy/runs/4").as_deref(),
+            Some("studybuddy")
+        );
+        assert_eq!(project_in("/audit"), None);
+    }
 }

@@ -22,6 +22,9 @@ pub enum AppError {
     /// The change conflicts with the current state (409).
     #[error("{0}")]
     Conflict(String),
+    /// A sign-in with a wrong username or password (401); which of the two is not said.
+    #[error("The username or the password is wrong. Check both and try again.")]
+    SignInRefused,
     /// Too many attempts (429).
     #[error("{message}")]
     TooManyRequests {
@@ -46,7 +49,7 @@ impl AppError {
 
     pub fn status(&self) -> u16 {
         match self {
-            AppError::Unauthenticated => 401,
+            AppError::Unauthenticated | AppError::SignInRefused => 401,
             AppError::Forbidden(_) => 403,
             AppError::Invalid { .. } => 422,
             AppError::NotFound(_) => 404,
@@ -120,7 +123,7 @@ mod ssr {
     impl From<LoginError> for AppError {
         fn from(e: LoginError) -> Self {
             match e {
-                LoginError::Invalid => AppError::invalid("password", "wrong username or password"),
+                LoginError::Invalid => AppError::SignInRefused,
                 LoginError::Throttled { retry_after_secs } => AppError::TooManyRequests {
                     message: e.to_string(),
                     retry_after_secs,

@@ -22,18 +22,12 @@ pub fn use_live_changes() -> ReadSignal<u64> {
             else {
                 return;
             };
-            // `ready` arrives on every (re)connection; after a reconnection events may have been
-            // missed, so load again then too.
-            let mut events = futures::stream::select(changed.map(|_| false), ready.map(|_| true));
+            // `ready` arrives on every (re)connection. Whatever changed before it was missed: on
+            // a reconnection, and on the first connection too, since the page was rendered (on
+            // the server, or by an earlier load) before this stream was listening.
+            let mut events = futures::stream::select(changed, ready);
             leptos::task::spawn_local(async move {
-                let mut connections = 0u32;
-                while let Some(is_ready) = events.next().await {
-                    if is_ready {
-                        connections += 1;
-                        if connections == 1 {
-                            continue;
-                        }
-                    }
+                while events.next().await.is_some() {
                     set_changes.update(|n| *n += 1);
                 }
             });

@@ -14,10 +14,13 @@ pub struct Overview {
     pub project: Option<ProjectOverview>,
 }
 
+/// A project as menus list it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProjectLink {
     pub key: String,
     pub name: String,
+    /// The environment its flags page opens on: the first one the pipeline reaches.
+    pub first_environment: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +78,8 @@ pub struct ArtifactView {
     pub name: String,
     pub kind: ArtifactKind,
     pub job: String,
+    /// The newest run that built it; `None` while it is only declared in flightdeck.yml.
+    pub built: Option<LastRun>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -93,6 +93,9 @@ impl RoleSet {
         Role::ReleaseManager,
     ]);
     pub const DEVELOPERS: RoleSet = RoleSet(&[Role::Developer, Role::ReleaseManager]);
+    /// Who may start, cancel and re-run runs: the access table checks it, pages read it to
+    /// offer only what will be allowed.
+    pub const RUN_STARTERS: RoleSet = RoleSet::DEVELOPERS;
     pub const RELEASE_MANAGERS: RoleSet = RoleSet(&[Role::ReleaseManager]);
     pub const ADMINS: RoleSet = RoleSet(&[]);
 

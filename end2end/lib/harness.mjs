@@ -133,3 +133,32 @@ export async function shot(page, name) {
   await page.screenshot({ path: join(screenshots, `${name}.png`), fullPage: true });
   await page.screenshot({ path: join(screenshots, `${name}-screen.png`) });
 }
+
+/** Shows the page at a phone's width and checks what every page must get right there: nothing
+ * scrolls sideways, and every table cell is shown whole (no column hidden or cut off at the
+ * right). Leaves the page at the phone's width. */
+export async function assertFitsPhone(page, what = page.url()) {
+  await page.setViewportSize(PHONE);
+  const report = await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => {
+    const width = window.innerWidth;
+    const describe = (e) => `${e.tagName.toLowerCase()}${e.className && typeof e.className === 'string' ? '.' + e.className.trim().split(/\s+/).join('.') : ''} "${(e.textContent ?? '').trim().slice(0, 40)}"`;
+    const overflow = document.documentElement.scrollWidth - width;
+    const wide = overflow > 0
+      ? [...document.querySelectorAll('body *')]
+        .filter((e) => e.getBoundingClientRect().right > width + 0.5 && getComputedStyle(e).position !== 'fixed')
+        .slice(-3).map(describe)
+      : [];
+    const cells = [...document.querySelectorAll('table td')].filter((td) => td.closest('tr'));
+    const hidden = cells.filter((td) => {
+      const box = td.getBoundingClientRect();
+      return getComputedStyle(td).display === 'none' || box.width === 0 || box.right > width + 0.5;
+    }).slice(0, 3).map((td) => `${td.dataset.label ?? 'a cell'}: ${describe(td)}`);
+    resolve({ overflow, wide, hidden });
+  })));
+  if (report.overflow > 0) {
+    throw new Error(`${what} scrolls sideways by ${report.overflow} px at ${PHONE.width} px; too wide: ${report.wide.join('; ')}`);
+  }
+  if (report.hidden.length > 0) {
+    throw new Error(`${what} hides or cuts off table cells at ${PHONE.width} px: ${report.hidden.join('; ')}`);
+  }
+}

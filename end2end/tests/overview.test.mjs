@@ -2,20 +2,29 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { startPortal, launchBrowser, signIn, hydrated, shot, PHONE, DESKTOP, sample } from '../lib/harness.mjs';
+import { startPortal, launchBrowser, signIn, hydrated, shot, assertFitsPhone, PHONE, DESKTOP, sample } from '../lib/harness.mjs';
+import { readFileSync, mkdtempSync, mkdirSync, copyFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 let portal;
 let browser;
+// The definition is loaded from a long path, as on a real machine, so the page must wrap it.
+const longHome = mkdtempSync(join(tmpdir(), 'flightdeck-e2e-definition-'));
+const longDir = join(longHome, 'home', 'someone-with-a-long-name', 'src', 'studybuddy-mobile-and-web', 'deploy');
+const longDefinition = join(longDir, 'flightdeck.yml');
 
 before(async () => {
-  portal = await startPortal({ dana: 'developer', vera: 'viewer', rhea: 'release-manager' });
+  mkdirSync(longDir, { recursive: true });
+  copyFileSync(sample, longDefinition);
+  portal = await startPortal({ dana: 'developer', vera: 'viewer', rhea: 'release-manager' }, longDefinition);
   browser = await launchBrowser();
 });
 
 after(async () => {
   await browser?.close();
   await portal?.stop();
+  rmSync(longHome, { recursive: true, force: true });
 });
 
 test('a person signs in and sees all four phases, schedules and environments', async () => {
@@ -31,13 +40,28 @@ test('a person signs in and sees all four phases, schedules and environments', a
   await page.locator('[data-schedule="staging"] .fires li').nth(4).waitFor();
   assert.equal(await page.locator('[data-schedule="staging"] .fires li').count(), 5);
   assert.match(await page.locator('[data-schedule="production"] .fires li').first().innerText(), /Sun .* 02:00 CE/);
-  await page.locator('[data-environment="production"]').getByText('No release deployed yet').waitFor();
+  await page.locator('[data-environment="production"]').getByText('No release deployed here yet.').waitFor();
   for (const kind of ['apk', 'ipa', 'web', 'asset-bundle', 'db-schema', 'api-spec']) {
     assert.ok(await page.locator(`[data-phase="ci-cd"] .chip[data-kind="${kind}"]`).count() >= 1, `CI/CD shows its ${kind}`);
   }
+  // Nothing has run yet: what the page says must be true of this moment.
+  assert.equal(await page.locator('.chip[data-built="built"]').count(), 0, 'no artifact looks built before any run');
+  assert.ok(await page.locator('.chip[data-built="declared"]').count() >= 6);
+  assert.match(await page.locator('[data-stage="feature-flags"] .stage-detail').innerText(),
+    /smart-reminders on for 10 %, study-streaks on in production \(none of these flags exists yet\)/);
+  assert.equal(await page.getByText(/can be promoted here/).count(), 0, 'no promise of a promotion that cannot happen yet');
+  // The navigation: the overview is where we are; runs and flags are one tap away.
+  const nav = page.getByRole('navigation', { name: 'Main' });
+  assert.equal(await nav.getByRole('link', { name: 'Overview' }).getAttribute('aria-current'), 'page');
+  assert.equal(await nav.getByRole('link', { name: 'Runs' }).getAttribute('href'), '/projects/studybuddy/runs');
+  assert.equal(await nav.getByRole('link', { name: 'Flags' }).getAttribute('href'), '/projects/studybuddy/flags/development');
+  assert.equal(await page.locator('[data-environment="production"]').getByRole('link', { name: 'Flags in production' }).count(), 1);
   const columns = await page.$$eval('.phase', (phases) => new Set(phases.map((p) => Math.round(p.getBoundingClientRect().top))).size);
   assert.equal(columns, 1, 'on a desktop the four phases stand side by side');
   await shot(page, 'overview-desktop');
+  assert.match(await page.locator('.definition-info').innerText(), /someone-with-a-long-name/);
+  await assertFitsPhone(page, 'the overview');
+  await shot(page, 'overview-phone-first');
   await page.close();
 });
 
@@ -80,8 +104,7 @@ test('on a phone the phases stack and a release manager pauses and resumes a sch
   const tops = await page.$$eval('.phase', (phases) => phases.map((p) => p.getBoundingClientRect()));
   assert.equal(tops.length, 4);
   for (let i = 1; i < tops.length; i++) assert.ok(tops[i].top >= tops[i - 1].bottom, 'phases are stacked');
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  assert.ok(overflow <= 0, `no sideways scrolling on a phone (overflow ${overflow}px)`);
+  await assertFitsPhone(page, 'the overview');
   const schedule = page.locator('[data-schedule="staging"]');
   await schedule.getByRole('button', { name: 'Pause' }).click();
   await schedule.getByText('Paused by rhea').waitFor();

@@ -26,7 +26,7 @@ test('a wrong password is refused with a clear message', async () => {
   await page.getByRole('button', { name: 'Sign in' }).click();
   const alert = page.getByRole('alert');
   await alert.waitFor();
-  assert.match(await alert.innerText(), /wrong username or password/);
+  assert.match(await alert.innerText(), /Could not sign in\. The username or the password is wrong\./);
   assert.match(page.url(), /\/login/);
   await shot(page, 'login-refused');
   await page.close();

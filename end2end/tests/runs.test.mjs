@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startPortal, launchBrowser, signIn, hydrated, shot, PHONE } from '../lib/harness.mjs';
+import { startPortal, launchBrowser, signIn, hydrated, shot, assertFitsPhone, PHONE } from '../lib/harness.mjs';
 
 let portal;
 let browser;
@@ -30,6 +30,12 @@ phases:
           flaky:
             steps:
               - test -f ${marker} || { touch ${marker}; echo "failing on purpose the first time" >&2; exit 1; }
+      package:
+        title: Package
+        jobs:
+          bundle:
+            steps:
+              - echo bundled
 `;
 
 before(async () => {
@@ -67,8 +73,25 @@ test('a developer starts a run, watches the log stream in and downloads an artif
   assert.equal(await page.evaluate(() => window.__kept), true, 'the log streamed into the same page');
   const green = page.locator('.log-line', { hasText: 'line 40 of the build' }).locator('.ansi-fg-2');
   assert.equal(await green.count(), 1, 'ANSI colours are rendered');
+  // The counter keeps up with the lines shown.
+  await page.waitForFunction(() => document.querySelector('.log-count')?.textContent === `${document.querySelectorAll('.log-line').length} lines`);
   await page.locator('h1 .state-succeeded').waitFor({ timeout: 20_000 });
+  assert.equal(await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Runs' }).getAttribute('aria-current'), 'page');
   await shot(page, 'job-log-desktop');
+
+  // A link to a line lands on it, below the sticky top bar, marked.
+  const jobUrl = page.url().split('#')[0];
+  await page.goto(`${jobUrl}#L30`);
+  await hydrated(page);
+  const line30 = page.locator('#L30');
+  await line30.waitFor();
+  await page.waitForFunction(() => document.querySelector('#L30')?.classList.contains('selected'));
+  const barBottom = await page.locator('.topbar').evaluate((e) => e.getBoundingClientRect().bottom);
+  const lineTop = await line30.evaluate((e) => e.getBoundingClientRect().top);
+  assert.ok(lineTop >= barBottom, `line 30 is below the top bar (line at ${lineTop}, bar ends at ${barBottom})`);
+  await page.locator('#L12 .log-no').click();
+  await page.waitForFunction(() => document.querySelector('#L12')?.classList.contains('selected') && !document.querySelector('#L30').classList.contains('selected'));
+  await shot(page, 'job-log-line-link');
 
   await page.goto(`${portal.url}/projects/pocket/runs/1`);
   await hydrated(page);
@@ -87,26 +110,46 @@ test('a failed job is re-run from its page and then succeeds', async () => {
   await hydrated(page);
   await page.locator('h1 .state-failed').waitFor({ timeout: 30_000 });
   await page.locator('.log-stderr', { hasText: 'failing on purpose the first time' }).waitFor();
+  // The stage after it was skipped: its job says why and offers nothing that would not help.
+  const skipped = await browser.context.newPage();
+  await skipped.goto(`${portal.url}/projects/pocket/runs/1/jobs/bundle`);
+  await hydrated(skipped);
+  await skipped.locator('h1 .state-skipped').waitFor({ timeout: 30_000 });
+  await skipped.getByText('Skipped: this job did not run').waitFor();
+  assert.equal(await skipped.getByRole('button', { name: 'Re-run job' }).count(), 0);
+  assert.equal(await skipped.getByLabel('Follow').count(), 0);
+  const note = await skipped.locator('.log-empty').evaluate((e) => {
+    const box = e.getBoundingClientRect(); const outer = e.parentElement.getBoundingClientRect();
+    return { left: box.left - outer.left, inner: parseFloat(getComputedStyle(e).paddingLeft) };
+  });
+  assert.ok(note.inner >= 8, `the note keeps off the box's edge (${note.inner}px)`);
+  await assertFitsPhone(skipped, 'a skipped job');
+  await skipped.close();
   await page.getByRole('button', { name: 'Re-run job' }).click();
   await page.locator('h1 .state-succeeded').waitFor({ timeout: 30_000 });
   await page.goto(`${portal.url}/projects/pocket/runs/1`);
-  await page.locator('h1 .state-succeeded').waitFor({ timeout: 10_000 });
+  await page.locator('h1 .state-succeeded').waitFor({ timeout: 60_000 }); // the skipped stage runs too
   await page.close();
 });
 
-test('the run page on a phone stacks the stages, and a viewer cannot start runs', async () => {
+test('the run page on a phone stacks the stages, and a viewer is not offered to start runs', async () => {
   const page = await browser.context.newPage({ viewport: PHONE });
   await page.setViewportSize(PHONE);
   await signIn(page, portal, 'vera', '/projects/pocket/runs/1');
   await hydrated(page);
   await page.locator('[data-job="stream"]').waitFor();
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  assert.ok(overflow <= 0, `no sideways scrolling on a phone (overflow ${overflow}px)`);
+  await assertFitsPhone(page, 'the run page');
   await shot(page, 'run-phone');
   await page.goto(`${portal.url}/projects/pocket/runs`);
   await hydrated(page);
-  await page.getByRole('button', { name: 'Run pipeline' }).click();
-  await page.getByRole('alert').getByText(/developer, release manager or admin role/).waitFor();
+  // A viewer is not offered what would be refused, and is told who may.
+  await page.getByText('Starting a run needs the developer, release manager or admin role.').waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Run pipeline' }).count(), 0);
+  await assertFitsPhone(page, 'the runs list');
   await shot(page, 'runs-phone');
+  await page.goto(`${portal.url}/projects/pocket/runs/1/jobs/stream`);
+  await hydrated(page);
+  await assertFitsPhone(page, 'the job page');
+  await shot(page, 'job-phone');
   await page.close();
 });

@@ -37,6 +37,7 @@ pub struct ServeOptions {
 
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    let stop_requested = shutdown_signal();
     // Checked first: a site from another build is refused before anything starts.
     let site = match Site::open(&options.site_root) {
         Ok(site) => site,
@@ -97,7 +98,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     }
 
     let failure = tokio::select! {
-        _ = shutdown_signal() => None,
+        _ = stop_requested => None,
         error = instance.failed() => Some(error),
     };
     tracing::info!("shutting down: draining requests");
@@ -156,20 +157,33 @@ pub async fn load_project_file(pool: &sqlx::PgPool, file: &std::path::Path) -> a
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// SIGTERM or Ctrl-C. The handlers are installed when this is called, not when the future is
+/// first polled, so a signal that arrives while the server is still starting is not lost (it
+/// would otherwise kill the process outright).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    async move {
+        let term = async {
+            match terminate.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        let int = async {
+            match interrupt.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = term => {},
+            _ = int => {},
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
     }
 }

@@ -1,7 +1,7 @@
 //! The overview page's data and the actions on it.
 
 use crate::error::AppError;
-use domain::overview::Overview;
+use domain::overview::{Overview, ProjectLink};
 use leptos::prelude::*;
 
 #[server(prefix = "/fn", endpoint = "get_overview")]
@@ -16,6 +16,14 @@ pub async fn get_overview(project: Option<String>) -> Result<Overview, AppError>
                 project.unwrap_or_default()
             ))
         })
+}
+
+/// The projects the navigation links to.
+#[server(prefix = "/fn", endpoint = "list_projects")]
+pub async fn list_projects() -> Result<Vec<ProjectLink>, AppError> {
+    crate::access::authorize::<ListProjects>()?;
+    let portal = super::portal()?;
+    Ok(domain::project::links(&portal.pool).await?)
 }
 
 #[server(prefix = "/fn", endpoint = "set_schedule_paused")]

@@ -99,16 +99,16 @@ fn UserRow(
         (username.clone(), username.clone(), username.clone());
     view! {
         <tr data-user=for_row>
-            <td><strong>{display_name}</strong><br /><span class="muted small">{username}</span></td>
-            <td>
+            <td data-label="Person"><strong>{display_name}</strong><br /><span class="muted small">{username}</span></td>
+            <td data-label="Role">
                 <ActionForm action=set_role attr:class="inline">
                     <input type="hidden" name="username" value=for_role />
                     <RoleSelect name="role" selected=role />
                     <button type="submit" class="button subtle small">"Change"</button>
                 </ActionForm>
             </td>
-            <td class="small">{last_seen_at.map(format_time).unwrap_or_else(|| "never".into())}</td>
-            <td>
+            <td data-label="Last seen" class="small">{last_seen_at.map(format_time).unwrap_or_else(|| "never".into())}</td>
+            <td data-label="Status">
                 <ActionForm action=set_disabled attr:class="inline">
                     <input type="hidden" name="username" value=for_status />
                     <input type="hidden" name="disabled" value=if disabled { "false" } else { "true" } />
@@ -119,7 +119,7 @@ fn UserRow(
                     <button type="submit" class="button subtle small">{if disabled { "Enable" } else { "Disable" }}</button>
                 </ActionForm>
             </td>
-            <td>
+            <td data-label="Password">
                 <ActionForm action=reset attr:class="inline">
                     <input type="hidden" name="username" value=for_password />
                     <input name="password" type="password" placeholder="new password" minlength="10" required autocomplete="new-password" aria-label=password_label />
@@ -214,14 +214,14 @@ fn TokenRow(token: TokenSummary, revoke: ServerAction<RevokeToken>) -> impl Into
     let revoked = revoked_at.is_some();
     view! {
         <tr data-token=row_name class:revoked=revoked>
-            <td>
+            <td data-label="Token">
                 <strong>{name}</strong><br />
                 <span class="muted small"><code>{prefix}"…"</code>" · by "{created_by.unwrap_or_else(|| "cli".into())}" · "{format_time(created_at)}</span>
             </td>
-            <td>{scopes.into_iter().map(|s| view! { <code class="scope">{s}</code>" " }).collect_view()}</td>
-            <td class="small">{last_used_at.map(format_time).unwrap_or_else(|| "never".into())}</td>
-            <td class="small">{expires_at.map(format_time).unwrap_or_else(|| "never".into())}</td>
-            <td>
+            <td data-label="Scopes">{scopes.into_iter().map(|s| view! { <code class="scope">{s}</code>" " }).collect_view()}</td>
+            <td data-label="Last used" class="small">{last_used_at.map(format_time).unwrap_or_else(|| "never".into())}</td>
+            <td data-label="Expires" class="small">{expires_at.map(format_time).unwrap_or_else(|| "never".into())}</td>
+            <td class="row-actions">
                 {match revoked_at {
                     Some(at) => view! { <span class="muted small">"revoked " {format_time(at)}</span> }.into_any(),
                     None => view! {

@@ -106,12 +106,12 @@ fn AuditRow(entry: AuditEntry) -> impl IntoView {
     } = entry;
     view! {
         <tr class=format!("outcome-{outcome}") class:security=security>
-            <td class="small nowrap">{format_time(occurred_at)}</td>
-            <td><strong>{actor_name}</strong><br /><span class="muted small">{actor_kind}</span></td>
-            <td><code>{action}</code>{(outcome != "ok").then(|| view! { " " <span class=format!("state state-{}", if outcome == "denied" { "failed" } else { "waiting" })>{outcome.clone()}</span> })}</td>
-            <td>{target.unwrap_or_default()}</td>
-            <td class="small" title=user_agent.unwrap_or_default()>{ip.unwrap_or_default()}</td>
-            <td class="details"><code>{details}</code></td>
+            <td data-label="When" class="small nowrap">{format_time(occurred_at)}</td>
+            <td data-label="Who"><strong>{actor_name}</strong><br /><span class="muted small">{actor_kind}</span></td>
+            <td data-label="What"><code>{action}</code>{(outcome != "ok").then(|| view! { " " <span class=format!("state state-{}", if outcome == "denied" { "failed" } else { "waiting" })>{outcome.clone()}</span> })}</td>
+            <td data-label="Target">{target.unwrap_or_default()}</td>
+            <td data-label="From" class="small" title=user_agent.unwrap_or_default()>{ip.unwrap_or_default()}</td>
+            <td data-label="Details" class="details"><code>{details}</code></td>
         </tr>
     }
 }

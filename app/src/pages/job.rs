@@ -9,7 +9,7 @@ use domain::run_view::{JobDetail, LogLineView};
 use domain::state::RunState;
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::{use_params_map, use_query_map};
+use leptos_router::hooks::{use_location, use_params_map, use_query_map};
 
 #[component]
 pub fn JobPage() -> impl IntoView {
@@ -101,11 +101,33 @@ fn JobBody(
     let elapsed = job.started_at.map(|s| {
         format_duration((job.finished_at.unwrap_or_else(chrono::Utc::now) - s).num_seconds())
     });
-    let can_rerun = matches!(
-        job.state,
-        RunState::Failed | RunState::Canceled | RunState::Skipped
-    );
+    // A skipped job never ran (an earlier stage failed): re-running the run, not it, is the way.
+    let can_rerun = matches!(job.state, RunState::Failed | RunState::Canceled);
+    let skipped = job.state == RunState::Skipped;
+    // Lines shown so far: the page's, then each streamed batch's.
+    let shown_total = log.total_lines;
+    let line_count = move || {
+        let streamed = extra.with(|lines| lines.last().map(|l| l.no).unwrap_or(0));
+        let total = shown_total.max(streamed);
+        if total == 1 {
+            "1 line".to_string()
+        } else {
+            format!("{total} lines")
+        }
+    };
     let attempts: Vec<i32> = (1..=job.attempt.max(1)).collect();
+    // The line a `#L60` link points at, highlighted however it was reached (a link followed,
+    // the address typed, or the router moving between them).
+    // Read in the browser only: the server never sees the part after `#`.
+    let hash = use_location().hash;
+    let (target, set_target) = signal(None::<i64>);
+    Effect::new(move |_| {
+        set_target.set(
+            hash.get()
+                .strip_prefix("#L")
+                .and_then(|n| n.parse::<i64>().ok()),
+        )
+    });
     let job_name = job.name.clone();
     view! {
         <section class="run-head">
@@ -147,20 +169,24 @@ fn JobBody(
             </nav>
         })}
         <div class="log-toolbar">
-            <span class="muted small">{format!("{} lines", log.total_lines)}</span>
+            <span class="muted small log-count">{line_count}</span>
             {earlier.map(|href| view! { <a class="button subtle small" href=href>"Earlier lines"</a> })}
             {later.map(|href| view! { <a class="button subtle small" href=href>"Latest lines"</a> })}
-            <label class="check small">
-                <input type="checkbox" prop:checked=follow on:change=move |ev| set_follow.set(event_target_checked(&ev)) />
-                " Follow"
-            </label>
+            {live.then(|| view! {
+                <label class="check small">
+                    <input type="checkbox" prop:checked=follow on:change=move |ev| set_follow.set(event_target_checked(&ev)) />
+                    " Follow"
+                </label>
+            })}
         </div>
         <div class="log" role="log" aria-live="polite">
-            {log.lines.into_iter().map(|line| view! { <LogLine line /> }).collect_view()}
+            {log.lines.into_iter().map(|line| view! { <LogLine line target /> }).collect_view()}
             <For each=move || extra.get() key=|line| line.no let:line>
-                <LogLine line />
+                <LogLine line target />
             </For>
-            {(log.total_lines == 0 && !live).then(|| view! { <p class="muted">"This job printed nothing."</p> })}
+            {(log.total_lines == 0 && !live).then(|| view! {
+                <p class="log-empty">{if skipped { "Skipped: this job did not run, because an earlier stage did not succeed." } else { "This job printed nothing." }}</p>
+            })}
         </div>
         {(!artifacts.is_empty()).then(|| view! {
             <h2 class="section-title">"Artifacts"</h2>
@@ -170,10 +196,11 @@ fn JobBody(
 }
 
 #[component]
-fn LogLine(line: LogLineView) -> impl IntoView {
+fn LogLine(line: LogLineView, target: ReadSignal<Option<i64>>) -> impl IntoView {
     let anchor = format!("L{}", line.no);
+    let no = line.no;
     view! {
-        <div class=format!("log-line log-{}", line.stream) id=anchor.clone()>
+        <div class=format!("log-line log-{}", line.stream) class:selected=move || target.get() == Some(no) id=anchor.clone()>
             <a class="log-no" href=format!("#{anchor}")>{line.no}</a>
             <span class="log-text">
                 {spans(&line.text).into_iter().map(|s| view! { <span class=s.class>{s.text}</span> }).collect_view()}

@@ -64,23 +64,20 @@ fn OverviewBody(overview: Overview, pause: ServerAction<SetSchedulePaused>) -> i
         schedules,
         environments,
     } = project;
-    // The last environment (production, usually) is where flags matter most.
-    let flags_href = environments
-        .last()
-        .map(|e| format!("/projects/{key}/flags/{}", e.name));
     view! {
         {switcher}
         <section class="project-head">
-            <div>
+            <div class="project-title">
                 <h1>{name}</h1>
                 {description.map(|d| view! { <p class="lede">{d}</p> })}
+                <p class="definition-info" title=format!("sha256 {}", definition.sha256)>
+                    "flightdeck.yml v" {definition.version} " · loaded " {format_time(definition.loaded_at)}
+                    " by " {definition.loaded_by} " from " <code>{definition.origin}</code>
+                </p>
             </div>
-            <a class="button" href=format!("/projects/{key}/runs")>"Runs"</a>
-            {flags_href.map(|href| view! { <a class="button" href=href>"Flags"</a> })}
-            <p class="definition-info" title=format!("sha256 {}", definition.sha256)>
-                "flightdeck.yml v" {definition.version} " · loaded " {format_time(definition.loaded_at)}
-                " by " {definition.loaded_by} " from " <code>{definition.origin}</code>
-            </p>
+            <nav class="project-actions" aria-label="Project">
+                <a class="button" href=format!("/projects/{key}/runs")>"Runs"</a>
+            </nav>
         </section>
         <section aria-labelledby="pipeline-title">
             <h2 id="pipeline-title" class="section-title">"Pipeline"</h2>
@@ -144,17 +141,35 @@ fn Phase(phase: PhaseView, index: usize) -> impl IntoView {
                 } else {
                     view! {
                         <h4>"Artifacts"</h4>
+                        {artifacts_note(&artifacts).map(|note| view! { <p class="muted small artifacts-note">{note}</p> })}
                         <ul class="chips">
-                            {artifacts.into_iter().map(|a| view! {
-                                <li class="chip" data-kind=a.kind.as_str() title=format!("{} from job {}", a.kind.label(), a.job)>
-                                    {a.name}
-                                </li>
+                            {artifacts.into_iter().map(|a| {
+                                let (state, title) = match &a.built {
+                                    Some(run) => ("built", format!("{} from job {}, last built by run #{}", a.kind.label(), a.job, run.number)),
+                                    None => ("declared", format!("{} from job {}: declared, not built yet", a.kind.label(), a.job)),
+                                };
+                                view! {
+                                    <li class="chip" data-kind=a.kind.as_str() data-built=state title=title>
+                                        {a.name}
+                                        {a.built.map(|run| view! { <span class="chip-run">"#" {run.number}</span> })}
+                                    </li>
+                                }
                             }).collect_view()}
                         </ul>
                     }.into_any()
                 }}
             </footer>
         </article>
+    }
+}
+
+/// Says which chips stand for files no run has built (drawn dashed).
+fn artifacts_note(artifacts: &[domain::overview::ArtifactView]) -> Option<&'static str> {
+    let declared = artifacts.iter().filter(|a| a.built.is_none()).count();
+    match declared {
+        0 => None,
+        n if n == artifacts.len() => Some("Declared in flightdeck.yml; no run has built them yet."),
+        _ => Some("Dashed: declared, not built by any run yet."),
     }
 }
 
@@ -206,6 +221,7 @@ fn Environment(environment: EnvironmentView, project: String) -> impl IntoView {
         deploy_window,
     } = environment;
     let key = name.clone();
+    let flag_env = name.clone();
     let flags = format!("/projects/{project}/flags/{name}");
     view! {
         <article class="card environment" data-environment=key>
@@ -221,14 +237,14 @@ fn Environment(environment: EnvironmentView, project: String) -> impl IntoView {
                     </p>
                 }.into_any(),
                 None => view! {
-                    <p class="muted">"No release deployed yet. A green CI run makes a release that can be promoted here."</p>
+                    <p class="muted">"No release deployed here yet."</p>
                 }.into_any(),
             }}
             <dl class="facts">
                 <dt>"Protection"</dt><dd>{protection}</dd>
                 {deploy_window.map(|w| view! { <dt>"Deploy window"</dt><dd>{w}</dd> })}
             </dl>
-            <a class="button small" href=flags>"Feature flags"</a>
+            <a class="button small" href=flags>"Flags in " {flag_env}</a>
         </article>
     }
 }

@@ -1,10 +1,12 @@
 //! The runs list and a run's page: stages and jobs as a graph, live.
 
+use crate::MeResource;
 use crate::api::runs::{CancelRun, Rerun, StartRun, get_run, list_runs};
 use crate::components::{
     ErrorNotice, StatePill, action_error, format_duration, format_time, urlencode,
 };
 use crate::live::use_live_changes;
+use domain::role::RoleSet;
 use domain::run_view::{ArtifactInfo, JobSummary, RunDetail, RunFilter, RunSummary, StageRun};
 use domain::state::RunState;
 use leptos::prelude::*;
@@ -22,6 +24,7 @@ pub fn RunsPage() -> impl IntoView {
     let query = use_query_map();
     let changes = use_live_changes();
     let start = ServerAction::<StartRun>::new();
+    let me = expect_context::<MeResource>();
     let filter = move || {
         let q = query.read();
         RunFilter {
@@ -42,18 +45,31 @@ pub fn RunsPage() -> impl IntoView {
         <Title text="Runs" />
         <div class="page-head">
             <h1>"Runs"</h1>
-            <ActionForm action=start attr:class="inline">
-                <input type="hidden" name="project" value=project />
-                <label class="sr-only" for="branch">"Branch"</label>
-                <input id="branch" name="branch" placeholder="main" size="10" aria-label="Branch to run" />
-                <button type="submit" class="button primary" disabled=move || start.pending().get()>
-                    {move || if start.pending().get() { "Starting…" } else { "Run pipeline" }}
-                </button>
-            </ActionForm>
+            <Suspense>
+                {move || Suspend::new(async move {
+                    let role = me.await.ok().flatten().map(|m| m.role);
+                    if role.is_some_and(|r| RoleSet::RUN_STARTERS.allows(r)) {
+                        view! {
+                            <ActionForm action=start attr:class="inline start-run">
+                                <input type="hidden" name="project" value=project />
+                                <label class="inline-label" for="start-branch">"Branch"</label>
+                                <input id="start-branch" name="branch" placeholder="main" size="10" />
+                                <button type="submit" class="button primary" disabled=move || start.pending().get()>
+                                    {move || if start.pending().get() { "Starting…" } else { "Run pipeline" }}
+                                </button>
+                            </ActionForm>
+                        }.into_any()
+                    } else {
+                        view! {
+                            <p class="hint start-run-hint">"Starting a run needs the " {RoleSet::RUN_STARTERS.describe()} " role."</p>
+                        }.into_any()
+                    }
+                })}
+            </Suspense>
         </div>
         {action_error(start.value())}
         <form method="get" class="filters" role="search">
-            <label>"Branch"<input name="branch" prop:value=value("branch") /></label>
+            <label>"Branch"<input name="branch" placeholder="any" prop:value=value("branch") /></label>
             <label>"State"
                 <select name="state" prop:value=value("state")>
                     <option value="">"any"</option>
@@ -306,11 +322,11 @@ pub fn ArtifactTable(artifacts: Vec<ArtifactInfo>) -> impl IntoView {
                 <tbody>
                     {artifacts.into_iter().map(|a| view! {
                         <tr data-artifact=a.name.clone()>
-                            <td><a href=format!("/api/v1/artifacts/{}", a.id) download=a.file_name.clone()>{a.name.clone()}</a><br/><span class="muted small">{a.file_name.clone()}</span></td>
-                            <td><span class="chip" data-kind=a.kind.as_str()>{a.kind.label()}</span></td>
-                            <td>{a.job.clone()}</td>
-                            <td class="nowrap">{format_size(a.size_bytes)}</td>
-                            <td><code title=a.sha256.clone()>{a.sha256[..12.min(a.sha256.len())].to_string()}"…"</code></td>
+                            <td data-label="Artifact"><a href=format!("/api/v1/artifacts/{}", a.id) download=a.file_name.clone()>{a.name.clone()}</a><br/><span class="muted small">{a.file_name.clone()}</span></td>
+                            <td data-label="Kind"><span class="chip" data-kind=a.kind.as_str()>{a.kind.label()}</span></td>
+                            <td data-label="Job">{a.job.clone()}</td>
+                            <td data-label="Size" class="nowrap">{format_size(a.size_bytes)}</td>
+                            <td data-label="SHA-256"><code title=a.sha256.clone()>{a.sha256[..12.min(a.sha256.len())].to_string()}"…"</code></td>
                         </tr>
                     }).collect_view()}
                 </tbody>

@@ -370,17 +370,25 @@ async fn sync_environments(
     Ok(())
 }
 
+/// Every project, by name, as the navigation and the project switcher list them.
+pub async fn links(pool: &PgPool) -> Result<Vec<ProjectLink>, sqlx::Error> {
+    sqlx::query_as!(
+        ProjectLink,
+        r#"select p.project_key as key, p.name,
+                  (select e.name from environment e where e.project_id = p.project_id
+                    order by e.position limit 1) as first_environment
+           from project p order by p.name"#
+    )
+    .fetch_all(pool)
+    .await
+}
+
 /// The home page's data: the project list, and `project` (or the first one) in full.
 pub async fn overview(
     pool: &PgPool,
     project: Option<&str>,
 ) -> Result<Option<Overview>, sqlx::Error> {
-    let projects = sqlx::query_as!(
-        ProjectLink,
-        "select project_key as key, name from project order by name"
-    )
-    .fetch_all(pool)
-    .await?;
+    let projects = links(pool).await?;
     let Some(chosen) = project.or(projects.first().map(|p| p.key.as_str())) else {
         return Ok(Some(Overview {
             projects,
@@ -446,6 +454,40 @@ pub async fn overview(
     .into_iter()
     .map(|s| (s.name, (s.state, LastRun { number: s.number, finished_at: s.finished_at })))
     .collect::<HashMap<_, _>>();
+    // Each declared artifact's newest build, so the page tells built from only declared.
+    let built = sqlx::query!(
+        r#"select distinct on (j.name, a.name) j.name as job, a.name, r.number, a.created_at
+           from artifact a join job j using (job_id) join run r on r.run_id = a.run_id
+           where a.project_id = $1
+           order by j.name, a.name, a.created_at desc"#,
+        row.project_id
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|a| {
+        (
+            (a.job, a.name),
+            LastRun {
+                number: a.number,
+                finished_at: Some(a.created_at),
+            },
+        )
+    })
+    .collect::<HashMap<_, _>>();
+    let flags = sqlx::query_scalar!(
+        "select name from flag where project_id = $1 and archived_at is null",
+        row.project_id
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .collect();
+    let facts = view::PhaseFacts {
+        latest,
+        built,
+        flags,
+    };
     let project = ProjectOverview {
         key: row.project_key,
         name: row.name,
@@ -457,7 +499,7 @@ pub async fn overview(
             loaded_by: row.loaded_by,
             loaded_at: row.loaded_at,
         },
-        phases: view::phases(&parsed, &latest),
+        phases: view::phases(&parsed, &facts),
         schedules: view::schedules(&parsed, Utc::now(), &pauses),
         environments: view::environments(&parsed, &environments),
     };

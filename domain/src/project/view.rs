@@ -6,27 +6,31 @@ use crate::overview::{
 };
 use crate::state::RunState;
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// How many future firings each schedule shows.
 const NEXT_FIRES: usize = 5;
 
+/// What the database knows beside the definition, for the phases.
+#[derive(Debug, Default)]
+pub struct PhaseFacts {
+    /// Each stage's state in the newest run that reached it.
+    pub latest: HashMap<String, (RunState, LastRun)>,
+    /// The newest run that built each artifact, by (job, artifact name).
+    pub built: HashMap<(String, String), LastRun>,
+    /// The names of the project's flags that exist (not archived).
+    pub flags: HashSet<String>,
+}
+
 /// The phases with each stage's state in the newest run, where it ran.
-pub fn phases(
-    definition: &Definition,
-    latest: &HashMap<String, (RunState, LastRun)>,
-) -> Vec<PhaseView> {
+pub fn phases(definition: &Definition, facts: &PhaseFacts) -> Vec<PhaseView> {
     definition
         .phases()
         .iter()
         .map(|phase| PhaseView {
             name: phase.name.to_string(),
             title: phase.title.clone(),
-            stages: phase
-                .stages
-                .iter()
-                .map(|s| stage(s, latest.get(s.name.as_str())))
-                .collect(),
+            stages: phase.stages.iter().map(|s| stage(s, facts)).collect(),
             artifacts: phase
                 .stages
                 .iter()
@@ -36,6 +40,10 @@ pub fn phases(
                         name: a.name.to_string(),
                         kind: a.kind,
                         job: job.name.to_string(),
+                        built: facts
+                            .built
+                            .get(&(job.name.to_string(), a.name.to_string()))
+                            .cloned(),
                     })
                 })
                 .collect(),
@@ -43,7 +51,8 @@ pub fn phases(
         .collect()
 }
 
-fn stage(stage: &Stage, latest: Option<&(RunState, LastRun)>) -> StageView {
+fn stage(stage: &Stage, facts: &PhaseFacts) -> StageView {
+    let latest = facts.latest.get(stage.name.as_str());
     let detail = match &stage.kind {
         StageKind::Manual(manual) => match (&stage.description, manual.hook) {
             (Some(d), _) => d.clone(),
@@ -62,10 +71,7 @@ fn stage(stage: &Stage, latest: Option<&(RunState, LastRun)>) -> StageView {
             n => format!("{n} approvals by {}", gate.role.label()),
         },
         StageKind::Deploy(deploy) => format!("Deploys to {}", deploy.environment),
-        StageKind::Flags(flags) => match flags.set.len() {
-            0 => format!("Applies the release's flag states in {}", flags.environment),
-            n => format!("Sets {n} flag(s) in {}", flags.environment),
-        },
+        StageKind::Flags(flags) => flags_detail(flags, &facts.flags),
         StageKind::Check(check) => format!(
             "Watches {} health for {}",
             check.environment,
@@ -93,6 +99,44 @@ fn stage(stage: &Stage, latest: Option<&(RunState, LastRun)>) -> StageView {
         state: latest.map(|(state, _)| *state),
         last_run: latest.map(|(_, run)| run.clone()),
     }
+}
+
+/// What a flags stage will do when a release reaches it, and which of its flags do not exist
+/// yet (the stage would set nothing for them).
+fn flags_detail(flags: &crate::definition::FlagChange, existing: &HashSet<String>) -> String {
+    if flags.set.is_empty() {
+        return format!(
+            "When a release gets here: applies its flag states in {}",
+            flags.environment
+        );
+    }
+    let settings: Vec<String> = flags
+        .set
+        .iter()
+        .map(|s| match (s.enabled, s.rollout) {
+            (false, _) => format!("{} off", s.flag),
+            (true, Some(percent)) if percent < 100 => format!("{} on for {percent} %", s.flag),
+            (true, _) => format!("{} on", s.flag),
+        })
+        .collect();
+    let missing: Vec<&str> = flags
+        .set
+        .iter()
+        .map(|s| s.flag.as_str())
+        .filter(|name| !existing.contains(*name))
+        .collect();
+    let mut detail = format!(
+        "When a release gets here: {} in {}",
+        settings.join(", "),
+        flags.environment
+    );
+    match missing.len() {
+        0 => {}
+        1 if flags.set.len() == 1 => detail.push_str(" (the flag does not exist yet)"),
+        n if n == flags.set.len() => detail.push_str(" (none of these flags exists yet)"),
+        _ => detail.push_str(&format!(" ({} does not exist yet)", missing.join(", "))),
+    }
+    detail
 }
 
 pub fn schedules(

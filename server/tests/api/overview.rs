@@ -31,7 +31,7 @@ async fn the_overview_shows_all_four_phases_their_stages_schedules_and_environme
             "stage {stage} is on the page"
         );
     }
-    assert!(html.contains("No release deployed yet"));
+    assert!(html.contains("No release deployed here yet."));
 
     let overview: serde_json::Value = viewer
         .get(app.url("/api/v1/projects/studybuddy/overview"))

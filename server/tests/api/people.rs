@@ -53,10 +53,19 @@ async fn a_wrong_password_is_refused_with_a_clear_message_and_audited() {
         .send()
         .await
         .unwrap();
-    assert_status(&response, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_status(&response, StatusCode::UNAUTHORIZED);
     assert!(response.headers().get("set-cookie").is_none());
     let body = response.text().await.unwrap();
-    assert!(body.contains("wrong username or password"), "{body}");
+    assert_eq!(
+        serde_json::from_str::<app::error::AppError>(&body).unwrap(),
+        app::error::AppError::SignInRefused,
+        "{body}"
+    );
+    assert!(
+        app::error::AppError::SignInRefused
+            .to_string()
+            .contains("The username or the password is wrong")
+    );
     assert_eq!(app.audit_count("session.login_failed").await, 1);
     let sessions: i64 = sqlx::query_scalar("select count(*) from user_session")
         .fetch_one(&app.pool)
@@ -77,7 +86,7 @@ async fn repeated_failures_throttle_sign_in_even_with_the_right_password() {
             .send()
             .await
             .unwrap();
-        assert_status(&r, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_status(&r, StatusCode::UNAUTHORIZED);
     }
     let r = client
         .post(app.url("/fn/login"))
