@@ -95,7 +95,7 @@ pub fn Layout(children: Children) -> impl IntoView {
                                 {nav_link("/audit".to_string(), "Audit", Section::Audit)}
                             </Show>
                             <Show when=move || role == Some(Role::Admin)>
-                                {nav_link("/admin".to_string(), "People & tokens", Section::People)}
+                                {nav_link("/admin".to_string(), "People", Section::People)}
                             </Show>
                         }
                     })}

@@ -19,7 +19,8 @@ pub struct AuditEntry {
     pub target: Option<String>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
-    pub details: String,
+    /// As stored; [`crate::audit_details::readable`] turns it into lines for people.
+    pub details: serde_json::Value,
 }
 
 /// What the audit page filters on. Empty fields do not filter.
@@ -42,6 +43,9 @@ pub struct AuditPage {
     pub entries: Vec<AuditEntry>,
     /// Pass as `before_id` to read the next page; `None` on the last page.
     pub next_before_id: Option<i64>,
+    /// What to call the ids details mention (environment ids → `project/environment`).
+    #[serde(default)]
+    pub names: std::collections::HashMap<String, String>,
 }
 
 #[cfg(feature = "server")]
@@ -188,7 +192,7 @@ mod store {
 
     /// Reads a page of the log, newest first, through the indexes on time, actor and action.
     pub async fn search(
-        db: impl PgExecutor<'_>,
+        pool: &sqlx::PgPool,
         filter: &AuditFilter,
         limit: i64,
     ) -> Result<AuditPage, sqlx::Error> {
@@ -220,9 +224,19 @@ mod store {
             filter.before_id,
             limit + 1,
         )
-        .fetch_all(db)
+        .fetch_all(pool)
         .await?;
         let has_more = rows.len() as i64 > limit;
+        // Environments are written by id; people read them by name.
+        let names: std::collections::HashMap<String, String> = sqlx::query!(
+            r#"select e.environment_id::text as "id!", p.project_key || '/' || e.name as "name!"
+               from environment e join project p using (project_id)"#
+        )
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|r| (r.id, r.name))
+        .collect();
         let entries: Vec<AuditEntry> = rows
             .into_iter()
             .take(limit as usize)
@@ -237,7 +251,7 @@ mod store {
                 target: r.target,
                 ip: r.ip,
                 user_agent: r.user_agent,
-                details: r.details.to_string(),
+                details: r.details,
             })
             .collect();
         let next_before_id = if has_more {
@@ -248,6 +262,7 @@ mod store {
         Ok(AuditPage {
             entries,
             next_before_id,
+            names,
         })
     }
 }

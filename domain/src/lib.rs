@@ -7,6 +7,7 @@
 
 pub mod artifact;
 pub mod audit;
+pub mod audit_details;
 #[cfg(feature = "server")]
 pub mod clock;
 pub mod flag_view;

@@ -153,10 +153,15 @@ export async function assertFitsPhone(page, what = page.url()) {
       const box = td.getBoundingClientRect();
       return getComputedStyle(td).display === 'none' || box.width === 0 || box.right > width + 0.5;
     }).slice(0, 3).map((td) => `${td.dataset.label ?? 'a cell'}: ${describe(td)}`);
-    resolve({ overflow, wide, hidden });
+    const clippedNav = [...document.querySelectorAll('.nav-link')]
+      .filter((a) => a.getBoundingClientRect().right > width + 0.5).map(describe);
+    resolve({ overflow, wide, hidden, clippedNav });
   })));
   if (report.overflow > 0) {
     throw new Error(`${what} scrolls sideways by ${report.overflow} px at ${PHONE.width} px; too wide: ${report.wide.join('; ')}`);
+  }
+  if (report.clippedNav.length > 0) {
+    throw new Error(`${what}: the navigation is cut off at ${PHONE.width} px: ${report.clippedNav.join('; ')}`);
   }
   if (report.hidden.length > 0) {
     throw new Error(`${what} hides or cuts off table cells at ${PHONE.width} px: ${report.hidden.join('; ')}`);

@@ -2,7 +2,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startPortal, launchBrowser, signIn, hydrated, shot, PASSWORD, PHONE } from '../lib/harness.mjs';
+import { startPortal, launchBrowser, signIn, hydrated, shot, assertFitsPhone, PASSWORD, PHONE, DESKTOP } from '../lib/harness.mjs';
 
 let portal;
 let browser;
@@ -53,15 +53,39 @@ test('an admin adds a person and a token, and both show in the audit log', async
   const secret = await page.locator('pre.secret code').innerText();
   assert.match(secret, /^fdt_[A-Za-z0-9_-]{43}$/);
   await page.locator('tr[data-token="github-actions"]').waitFor();
+  // Each scope's checkbox sits right beside its name.
+  await page.getByText('Create a token').click();
+  const box = await tokenForm.getByLabel(/runs:write/).boundingBox();
+  const name = await tokenForm.locator('label.check', { hasText: 'runs:write' }).locator('code').boundingBox();
+  assert.ok(name.x - (box.x + box.width) < 24, `the checkbox is beside its label (gap ${name.x - (box.x + box.width)} px)`);
   await shot(page, 'admin-desktop');
+  const quinn = page.locator('tr[data-user="quinn"]');
+  await quinn.getByRole('combobox').selectOption('developer');
+  await quinn.getByRole('button', { name: 'Change' }).click();
+  await assertFitsPhone(page, 'people and tokens');
+  await shot(page, 'admin-phone');
+  await page.setViewportSize(DESKTOP);
 
   await page.goto(`${portal.url}/audit?action=user.`);
   await hydrated(page);
   await page.locator('table.audit').getByText('user.created').first().waitFor();
   assert.match(await page.locator('table.audit tbody').innerText(), /quinn/);
+  // A change reads as before → after, the JSON one click away.
+  const roleChange = page.locator('table.audit tr', { hasText: 'user.role_changed' }).first();
+  await roleChange.waitFor();
+  assert.equal((await roleChange.locator('.audit-changes li').innerText()).trim(), 'value: qa → developer');
+  assert.equal(await roleChange.locator('.audit-json pre').isVisible(), false, 'the JSON waits to be asked for');
+  await roleChange.locator('.audit-json summary').click();
+  assert.match(await roleChange.locator('.audit-json pre').innerText(), /"before": "qa"/);
   await page.goto(`${portal.url}/audit?security=on`);
   await page.locator('table.audit').getByText('token.created').waitFor();
   await shot(page, 'audit-desktop');
+  await assertFitsPhone(page, 'the audit log');
+  const what = await page.locator('table.audit tbody tr').first().locator('td[data-label="What"]').boundingBox();
+  assert.ok(what && what.width > 0, 'the What column shows on a phone');
+  const rowHeights = await page.$$eval('table.audit tbody tr', (rows) => rows.map((r) => r.getBoundingClientRect().height));
+  assert.ok(Math.max(...rowHeights) < 500, `no entry grows into a wall (tallest ${Math.max(...rowHeights)} px)`);
+  await shot(page, 'audit-phone');
   await page.close();
 });
 

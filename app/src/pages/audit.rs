@@ -6,6 +6,7 @@ use crate::components::{ErrorNotice, format_time, urlencode};
 use crate::live::use_live_changes;
 use chrono::{NaiveDate, TimeZone, Utc};
 use domain::audit::{AuditEntry, AuditFilter};
+use domain::audit_details::{ReadableDetails, readable};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
@@ -76,7 +77,7 @@ pub fn AuditPage() -> impl IntoView {
                             <div class="table-wrap">
                                 <table class="table audit">
                                     <thead><tr><th>"When"</th><th>"Who"</th><th>"What"</th><th>"Target"</th><th>"From"</th><th>"Details"</th></tr></thead>
-                                    <tbody>{page.entries.into_iter().map(|entry| view! { <AuditRow entry /> }).collect_view()}</tbody>
+                                    <tbody>{page.entries.into_iter().map(|entry| { let details = readable(&entry.details, &page.names); view! { <AuditRow entry details /> } }).collect_view()}</tbody>
                                 </table>
                             </div>
                             {next.map(|href| view! { <p><a class="button" href=href>"Older entries"</a></p> })}
@@ -90,7 +91,7 @@ pub fn AuditPage() -> impl IntoView {
 }
 
 #[component]
-fn AuditRow(entry: AuditEntry) -> impl IntoView {
+fn AuditRow(entry: AuditEntry, details: ReadableDetails) -> impl IntoView {
     let AuditEntry {
         occurred_at,
         actor_kind,
@@ -101,7 +102,6 @@ fn AuditRow(entry: AuditEntry) -> impl IntoView {
         target,
         ip,
         user_agent,
-        details,
         ..
     } = entry;
     view! {
@@ -111,7 +111,42 @@ fn AuditRow(entry: AuditEntry) -> impl IntoView {
             <td data-label="What"><code>{action}</code>{(outcome != "ok").then(|| view! { " " <span class=format!("state state-{}", if outcome == "denied" { "failed" } else { "waiting" })>{outcome.clone()}</span> })}</td>
             <td data-label="Target">{target.unwrap_or_default()}</td>
             <td data-label="From" class="small" title=user_agent.unwrap_or_default()>{ip.unwrap_or_default()}</td>
-            <td data-label="Details" class="details"><code>{details}</code></td>
+            <td data-label="Details" class="details"><Details details /></td>
         </tr>
     }
+}
+
+/// What changed, before → after; the other facts; the JSON behind a disclosure.
+#[component]
+fn Details(details: ReadableDetails) -> impl IntoView {
+    let ReadableDetails {
+        changes,
+        facts,
+        json,
+    } = details;
+    (!json.is_empty()).then(|| {
+        view! {
+            <div class="audit-details">
+                {(!changes.is_empty()).then(|| view! {
+                    <ul class="audit-changes">
+                        {changes.into_iter().map(|c| view! {
+                            <li>
+                                <span class="field">{c.field}</span>": "
+                                <del>{c.before}</del>" → "<ins>{c.after}</ins>
+                            </li>
+                        }).collect_view()}
+                    </ul>
+                })}
+                {(!facts.is_empty()).then(|| view! {
+                    <dl class="audit-facts">
+                        {facts.into_iter().map(|f| view! { <dt>{f.name}</dt><dd>{f.value}</dd> }).collect_view()}
+                    </dl>
+                })}
+                <details class="audit-json">
+                    <summary>"JSON"</summary>
+                    <pre>{json}</pre>
+                </details>
+            </div>
+        }
+    })
 }

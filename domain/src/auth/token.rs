@@ -127,8 +127,10 @@ impl Tokens {
 
     /// Finds the live token for a secret; one that could never have been issued (see
     /// [`Secret::could_have_been_issued`]) is unknown without a query. Its last-used time (and
-    /// address) is written at most once a minute, so a busy SDK does not turn every read into a
-    /// write; `recorded_use` says whether this call wrote it, and the caller audits the use then.
+    /// address) is written at most once a minute, so a busy runner or CI job does not turn every
+    /// call into a write, and at once when the token comes from another address than last time:
+    /// `new_address` says so, and only that is worth an audit entry (routine use shows as the
+    /// token's "last used").
     pub async fn authenticate(
         &self,
         presented: &str,
@@ -139,19 +141,21 @@ impl Tokens {
         }
         let hash = Secret::from_client(presented).hash();
         let Some(row) = sqlx::query!(
-            r#"select api_token_id, name, scopes,
-                      coalesce(last_used_at < now() - interval '1 minute', true) as "stale_use!"
+            r#"select api_token_id, name, scopes, last_used_ip,
+                      coalesce(last_used_at < now() - interval '1 minute', true) as "stale_use!",
+                      last_used_ip is distinct from $2 as "new_address!"
                from api_token
                where token_hash = $1 and revoked_at is null
                  and (expires_at is null or expires_at > now())"#,
             hash,
+            ip,
         )
         .fetch_optional(&self.pool)
         .await?
         else {
             return Ok(None);
         };
-        if row.stale_use {
+        if row.stale_use || row.new_address {
             sqlx::query!(
                 "update api_token set last_used_at = now(), last_used_ip = $2 where api_token_id = $1",
                 row.api_token_id,
@@ -167,14 +171,23 @@ impl Tokens {
                 // Scopes were validated when stored; one removed in a later version is dropped.
                 scopes: row.scopes.iter().filter_map(|s| s.parse().ok()).collect(),
             },
-            recorded_use: row.stale_use,
+            new_address: row.new_address.then_some(NewAddress {
+                previous: row.last_used_ip,
+            }),
         }))
     }
 }
 
-/// A token that matched, and whether this request recorded its use.
+/// A token that matched, and whether it came from another address than last time.
 #[derive(Debug, Clone)]
 pub struct AuthenticatedToken {
     pub principal: TokenPrincipal,
-    pub recorded_use: bool,
+    pub new_address: Option<NewAddress>,
+}
+
+/// A token's first use, or its first use from this address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAddress {
+    /// Where it was last used from; `None` on its first use.
+    pub previous: Option<String>,
 }

@@ -72,7 +72,7 @@ pub async fn identify(
         let origin = origin_of(headers, ip);
         let principal = Principal::Sdk(entry.principal.clone());
         if entry.should_record_use() {
-            record_sdk_token_use(state, principal.clone(), &origin, path);
+            record_sdk_token_use(state, principal.clone());
         }
         return Ok(identified(Some(principal), origin));
     }
@@ -89,10 +89,13 @@ pub async fn identify(
             return Err(refuse_token(state, headers, path, ip, reason));
         };
         let principal = Principal::Token(found.principal);
-        if found.recorded_use {
-            let record = AuditRecord::new(Actor::of(Some(&principal)), "token.used", &origin)
-                .security()
-                .target(path.to_string());
+        // Routine use shows as the token's "last used"; a new address is worth a look.
+        if let Some(new_address) = &found.new_address {
+            let record =
+                AuditRecord::new(Actor::of(Some(&principal)), "token.new_address", &origin)
+                    .security()
+                    .target(path.to_string())
+                    .details(serde_json::json!({ "previous_address": new_address.previous }));
             if let Err(error) = record.write(&state.portal.pool).await {
                 tracing::warn!(%error, "could not audit a token use");
             }
@@ -136,21 +139,13 @@ fn refuse_token(
     ApiError::InvalidToken.into_response()
 }
 
-/// Writes an SDK token's last use and audits it, off the request's path.
-fn record_sdk_token_use(state: &AppState, principal: Principal, origin: &Origin, path: &str) {
-    let pool = state.portal.pool.clone();
+/// Writes an SDK token's last use, off the request's path. SDKs poll all day from every app
+/// instance: their use is the token's "last used", not an audit entry each.
+fn record_sdk_token_use(state: &AppState, principal: Principal) {
     let tokens = state.flags.sdk_tokens().clone();
-    let origin = origin.clone();
-    let target = path.to_string();
     tokio::spawn(async move {
-        let record = AuditRecord::new(Actor::of(Some(&principal)), "token.used", &origin)
-            .security()
-            .target(target);
         if let Err(error) = tokens.record_use(principal.id()).await {
             tracing::warn!(%error, "could not record an SDK token's use");
-        }
-        if let Err(error) = record.write(&pool).await {
-            tracing::warn!(%error, "could not audit an SDK token's use");
         }
     });
 }
