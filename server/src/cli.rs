@@ -45,7 +45,8 @@ struct GlobalArgs {
     #[arg(long, env = "FLIGHTDECK_CONFIG", global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Where Flightdeck keeps its data (the embedded PostgreSQL cluster among it).
-    /// [default: $XDG_DATA_HOME/flightdeck or ~/.local/share/flightdeck]
+    /// [default: /var/lib/flightdeck as root, else $XDG_DATA_HOME/flightdeck or
+    /// ~/.local/share/flightdeck]
     #[arg(long, env = "FLIGHTDECK_DATA_DIR", global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// A PostgreSQL server to use instead of the embedded cluster, e.g.
@@ -61,6 +62,10 @@ struct GlobalArgs {
     /// Database connections per process. [default: 20]
     #[arg(long, env = "FLIGHTDECK_MAX_CONNECTIONS", global = true)]
     max_connections: Option<u32>,
+    /// Say more: -v shows what the embedded database and each request do, -vv everything.
+    /// FLIGHTDECK_LOG (e.g. `info,sqlx=warn`) overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +87,13 @@ enum Command {
     /// Run jobs for a Flightdeck server, on this machine or another. The first SIGTERM or Ctrl-C
     /// stops taking jobs and waits for those under way; a second one stops them too.
     Runner(crate::runner::RunnerArgs),
+    /// Print a new one-time link for creating the first admin, while nobody can sign in yet
+    /// (earlier links stop working).
+    SetupLink {
+        /// The address people open the portal at. [default: http://127.0.0.1:3000]
+        #[arg(long, env = "FLIGHTDECK_PUBLIC_URL", value_name = "URL")]
+        public_url: Option<String>,
+    },
     /// Bring the database schema up to date, then exit (serve does this too).
     Migrate,
     /// Check a flightdeck.yml and print every problem with its line and column.
@@ -213,7 +225,10 @@ fn parse_scope(value: &str) -> Result<Scope, String> {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(
+        cli.global.verbose,
+        matches!(cli.command, Command::Serve(_) | Command::Runner(_)),
+    );
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -230,10 +245,18 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+/// Logs go to stderr. A server says what it does at info (each request only at debug, so the
+/// setup link and warnings stay in view); a one-off command is quiet unless something is wrong.
+fn init_tracing(verbose: u8, long_running: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("FLIGHTDECK_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let default = match (verbose, long_running) {
+        (0, true) => "info,sqlx=warn,tower_http=warn",
+        (0, false) => "warn",
+        (1, _) => "debug,sqlx=warn,hyper=info,h2=info",
+        _ => "trace",
+    };
+    let filter =
+        EnvFilter::try_from_env("FLIGHTDECK_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let json = std::env::var("FLIGHTDECK_LOG_FORMAT").is_ok_and(|f| f == "json");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -346,6 +369,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let data_dir = cli.global.data_dir.clone().or(file.data_dir.clone());
             crate::runner::run_until_signal(args, data_dir).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::SetupLink { public_url } => {
+            let db = Database::open(&database()?, 2).await?;
+            let users = Users::new(db.pool.clone(), Default::default());
+            let result = users.create_setup_link().await;
+            db.close().await;
+            let url = public_url
+                .or(file.public_url.clone())
+                .unwrap_or_else(|| "http://127.0.0.1:3000".into());
+            match result? {
+                Some(link) => {
+                    println!("{}/setup/{}", url.trim_end_matches('/'), link.expose());
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    eprintln!(
+                        "error: people can sign in already; an admin adds more under People, or \
+                         run `flightdeck user add NAME --role admin`"
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::Migrate => {
             let db = Database::open(&database()?, 2).await?;

@@ -16,6 +16,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+/// How often the setup link is printed again while nobody can sign in.
+const SETUP_LINK_REMINDER: Duration = Duration::from_secs(60);
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -88,19 +90,32 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         started.elapsed().as_millis()
     );
     let public_url = instance.public_url.clone();
-    match instance.portal.users.create_setup_link().await? {
-        Some(link) => println!(
-            "No one can sign in yet. Open {public_url}/setup/{} to create the first admin \
-             (valid for 24 hours, works once), or run `flightdeck user add NAME --role admin`.",
-            link.expose()
-        ),
-        None => println!("Sign in at {public_url}/login"),
-    }
+    let reminder = match instance.portal.users.create_setup_link().await? {
+        Some(link) => {
+            let message = format!(
+                "No one can sign in yet. Open {public_url}/setup/{} to create the first admin \
+                 (valid for 24 hours, works once), or run `flightdeck user add NAME --role admin`.",
+                link.expose()
+            );
+            println!("{message}");
+            Some(tokio::spawn(remind_of_setup_link(
+                instance.portal.users.clone(),
+                message,
+            )))
+        }
+        None => {
+            println!("Sign in at {public_url}/login");
+            None
+        }
+    };
 
     let failure = tokio::select! {
         _ = stop_requested => None,
         error = instance.failed() => Some(error),
     };
+    if let Some(reminder) = reminder {
+        reminder.abort();
+    }
     tracing::info!("shutting down: draining requests");
     instance.stop(DRAIN_TIMEOUT).await;
     database.close().await;
@@ -109,6 +124,21 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         None => {
             tracing::info!("stopped");
             Ok(())
+        }
+    }
+}
+
+/// Prints the setup link again every minute until someone has an account, so it does not scroll
+/// out of sight behind the log (`flightdeck setup-link` makes a new one at any time).
+async fn remind_of_setup_link(users: domain::auth::Users, message: String) {
+    let mut tick = tokio::time::interval(SETUP_LINK_REMINDER);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match users.anyone_exists().await {
+            Ok(true) => return,
+            Ok(false) => println!("{message}"),
+            Err(error) => tracing::debug!(%error, "could not check for the first admin"),
         }
     }
 }

@@ -416,6 +416,13 @@ impl Users {
         Ok(Some(secret))
     }
 
+    /// Whether anyone has an account yet (a setup link is offered until someone does).
+    pub async fn anyone_exists(&self) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar!(r#"select exists(select 1 from app_user) as "exists!""#)
+            .fetch_one(&self.pool)
+            .await
+    }
+
     /// Whether a setup link can still be used (for showing the form).
     pub async fn setup_link_is_valid(&self, link: &str) -> Result<bool, sqlx::Error> {
         let valid = sqlx::query_scalar!(

@@ -46,6 +46,9 @@ impl CronExpr {
                 Self::FIELDS
             )));
         }
+        if let Some(reason) = out_of_range(text) {
+            return Err(invalid(reason));
+        }
         // Minute precision: the scheduler ticks once a minute, so a seconds field is refused.
         let parser = CronParser::builder()
             .seconds(Seconds::Disallowed)
@@ -100,6 +103,34 @@ impl fmt::Display for CronExpr {
     }
 }
 
+/// The first number outside its field's range, named by field ("hour 25 is out of range
+/// 0–23"), where croner would only say "number out of bounds". Steps (`*/90`) are croner's.
+fn out_of_range(text: &str) -> Option<String> {
+    const RANGES: [(&str, u32, u32); 5] = [
+        ("minute", 0, 59),
+        ("hour", 0, 23),
+        ("day of month", 1, 31),
+        ("month", 1, 12),
+        ("day of week", 0, 7),
+    ];
+    if text.trim_start().starts_with('@') {
+        return None;
+    }
+    for (field, (name, low, high)) in text.split_whitespace().zip(RANGES) {
+        for part in field.split(',') {
+            let range = part.split('/').next().unwrap_or(part);
+            for number in range.split('-') {
+                if let Ok(n) = number.parse::<u32>()
+                    && !(low..=high).contains(&n)
+                {
+                    return Some(format!("{name} {n} is out of range {low}–{high}"));
+                }
+            }
+        }
+    }
+    None
+}
+
 /// croner's message, as the end of our sentence.
 fn croner_reason(error: &croner::errors::CronError) -> String {
     use croner::errors::CronError;
@@ -138,5 +169,22 @@ impl DeployWindow {
     /// When the window next opens after `after`.
     pub fn next_opening(&self, after: DateTime<Utc>) -> Option<DateTime<Tz>> {
         self.opens.next_in(self.timezone, after, 1).pop()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CronExpr;
+
+    #[test]
+    fn a_number_out_of_its_fields_range_is_named_with_the_field_and_the_range() {
+        let reason = |text: &str| CronExpr::parse(text).unwrap_err().reason;
+        assert_eq!(reason("0 25 * * *"), "hour 25 is out of range 0–23");
+        assert_eq!(reason("61 2 * * *"), "minute 61 is out of range 0–59");
+        assert_eq!(reason("0 2 0 * *"), "day of month 0 is out of range 1–31");
+        assert_eq!(reason("0 2 * 1-13 *"), "month 13 is out of range 1–12");
+        assert_eq!(reason("0 2 * * 1,8"), "day of week 8 is out of range 0–7");
+        assert!(CronExpr::parse("*/15 0-23 1 1-12 0,7").is_ok());
+        assert!(CronExpr::parse("0 2 * * SUN").is_ok());
     }
 }

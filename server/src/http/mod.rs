@@ -166,8 +166,9 @@ pub fn router(state: AppState) -> Router {
         .layer(security_header("referrer-policy", "same-origin"))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                // Routine: at debug (`-v`), so runners' polls do not bury what matters.
+                .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
         )
         .layer(assets::compression())
         .with_state(state)

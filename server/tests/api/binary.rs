@@ -469,3 +469,45 @@ async fn a_remote_runner_killed_mid_job_loses_its_lease_and_the_job_runs_again_e
     second.wait().unwrap();
     assert!(server.terminate().success());
 }
+
+#[test]
+fn setup_link_prints_a_new_link_while_nobody_can_sign_in_and_one_off_commands_are_quiet() {
+    let dir = data_dir();
+    let data = dir.path().to_str().unwrap();
+    // Without FLIGHTDECK_LOG: the embedded database's start and stop are not printed.
+    let quiet = |args: &[&str]| {
+        let mut command = Command::new(BIN);
+        command.args(args).args(["--data-dir", data]);
+        command
+            .env_remove("DATABASE_URL")
+            .env_remove("FLIGHTDECK_LOG");
+        command
+    };
+    let (ok, stdout, stderr) = run(&mut quiet(&[
+        "setup-link",
+        "--public-url",
+        "https://deploy.example.com/",
+    ]));
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout
+            .trim()
+            .starts_with("https://deploy.example.com/setup/fdl_"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stderr, "",
+        "a one-off command prints nothing but its answer"
+    );
+    let mut add = quiet(&["user", "add", "ada", "--role", "admin", "--password-stdin"]);
+    add.stdin(std::process::Stdio::piped());
+    let mut child = add.stdout(std::process::Stdio::null()).spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), PASSWORD_FOR_CLI.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    let (ok, _, stderr) = run(&mut quiet(&["setup-link"]));
+    assert!(!ok);
+    assert!(stderr.contains("people can sign in already"), "{stderr}");
+}
+
+const PASSWORD_FOR_CLI: &str = "correct horse battery staple";
