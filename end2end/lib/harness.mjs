@@ -21,6 +21,20 @@ export const screenshots = join(repo, 'end2end', 'screenshots');
 mkdirSync(screenshots, { recursive: true });
 
 export const PHONE = { width: 390, height: 844 };
+
+// Every temporary directory the harness makes goes when the test process ends, however it
+// ends (a failed start, an assertion before `stop`): browser tests leave nothing in /tmp.
+const temporary = new Set();
+const running = new Set();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGTERM');
+  for (const dir of temporary) rmSync(dir, { recursive: true, force: true });
+});
+function temporaryDir(prefix) {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  temporary.add(dir);
+  return dir;
+}
 export const DESKTOP = { width: 1440, height: 900 };
 
 /** The environment for the binary: the embedded database, quiet logs. */
@@ -54,7 +68,7 @@ export function cliAsync(dataDir, args) {
 
 /** A running portal with the StudyBuddy sample and the given people ({name: role}). */
 export async function startPortal(people = {}, project = sample) {
-  const dataDir = mkdtempSync(join(tmpdir(), 'flightdeck-e2e-'));
+  const dataDir = temporaryDir('flightdeck-e2e-');
   chmodSync(dataDir, 0o755); // the postgres user must reach the cluster under it
   for (const [name, role] of Object.entries(people)) {
     cli(dataDir, ['user', 'add', name, '--role', role, '--name', title(name), '--password-stdin'], PASSWORD);
@@ -63,6 +77,8 @@ export async function startPortal(people = {}, project = sample) {
     env: portalEnv(),
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+  running.add(child);
+  child.on('exit', () => running.delete(child));
   const lines = createInterface({ input: child.stdout });
   let setupLink;
   lines.on('line', (line) => {
@@ -97,7 +113,7 @@ function title(name) {
 }
 
 export async function launchBrowser() {
-  const profile = mkdtempSync(join(tmpdir(), 'flightdeck-chromium-'));
+  const profile = temporaryDir('flightdeck-chromium-');
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: '/usr/bin/chromium',
     headless: true,

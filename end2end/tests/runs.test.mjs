@@ -4,9 +4,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, dirname } from 'node:path';
 import { startPortal, launchBrowser, signIn, hydrated, shot, assertFitsPhone, PHONE } from '../lib/harness.mjs';
 
 let portal;
@@ -38,8 +38,10 @@ phases:
               - echo bundled
 `;
 
+let repo;
+
 before(async () => {
-  const repo = mkdtempSync(join(tmpdir(), 'flightdeck-e2e-repo-'));
+  repo = mkdtempSync(join(tmpdir(), 'flightdeck-e2e-repo-'));
   writeFileSync(join(repo, 'flightdeck.yml'), pipeline);
   const git = (...args) => execFileSync('git', ['-C', repo, ...args]);
   git('init', '-q', '--initial-branch=main');
@@ -53,6 +55,9 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await portal?.stop();
+  // Nothing of the test stays behind in /tmp.
+  rmSync(dirname(marker), { recursive: true, force: true });
+  if (repo) rmSync(repo, { recursive: true, force: true });
 });
 
 test('a developer starts a run, watches the log stream in and downloads an artifact', async () => {
