@@ -42,7 +42,7 @@ pub mod model;
 pub mod page;
 pub mod sdk_token;
 mod set;
-mod snapshot;
+pub mod snapshot;
 pub mod store;
 mod strategy;
 mod variant;

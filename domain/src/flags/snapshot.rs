@@ -28,8 +28,8 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::PgConnection;
 use sqlx::types::Json;
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use super::definition::{EnvironmentState, FlagName, FlagType};
@@ -255,8 +255,8 @@ impl FlagStore {
         Ok(diff(&before.state, &after.state))
     }
 
-    /// Makes the environment's flags what snapshot `version` says, as one audited change with a
-    /// new snapshot; see the module documentation for what is restored and how it is idempotent.
+    /// Makes the environment's flags what snapshot `version` says ([`restore`] in a transaction
+    /// of its own).
     pub async fn restore(
         &self,
         environment: EnvironmentId,
@@ -265,113 +265,138 @@ impl FlagStore {
         origin: &Origin,
         idempotency_key: Option<&str>,
     ) -> Result<Restored, SnapshotError> {
-        if idempotency_key.is_some_and(|k| k.is_empty() || k.chars().count() > MAX_IDEMPOTENCY_KEY)
-        {
-            return Err(SnapshotError::BadIdempotencyKey);
-        }
         let mut tx = self.pool.begin().await?;
-        let found = find_environment(&mut tx, environment)
-            .await?
-            .ok_or(SnapshotError::UnknownEnvironment(environment))?;
-        // A revived flag changes the other environments too, so all of the project's are
-        // locked, in the order every writer uses. Concurrent restores wait here for each other.
-        let project =
-            lock_project_environments(&mut tx, found.project_id, &found.project_key).await?;
-        let Some(env) = project
-            .environments
-            .iter()
-            .find(|e| e.id == environment)
-            .cloned()
-        else {
-            return Err(SnapshotError::UnknownEnvironment(environment));
-        };
-        if let Some(key) = idempotency_key
-            && let Some(done) = sqlx::query_scalar!(
-                "select version from flag_snapshot where environment_id = $1 and idempotency_key = $2",
-                environment.0,
-                key
-            )
-            .fetch_optional(&mut *tx)
-            .await?
-        {
-            return Ok(Restored::Replayed { version: done });
-        }
-        let target = load(&mut tx, environment, version).await?;
-        let before = states(&mut tx, &project).await?;
-        let position = project
-            .environments
-            .iter()
-            .position(|e| e.id == environment)
-            .expect("the environment is one of its project's");
-        let revived = put_state(&mut tx, &project, &env, &target.state, &actor.name).await?;
-        let after = build_state(&mut tx, &env).await?;
-        let not_restored = diff(&target.state, &after);
-        if state_sha256(&after) == state_sha256(&before[position]) {
-            // Dropping the transaction rolls back anything written on the way.
-            let current = newest(&mut tx, environment).await?.map_or(0, |v| v.version);
-            return Ok(Restored::AlreadyCurrent {
-                version: current,
-                not_restored,
-            });
-        }
-        let reason = format!("restored snapshot {version}");
-        let snapshot = record_snapshot(
+        let restored = restore(
             &mut tx,
-            &env,
-            &after,
-            &actor.name,
-            &reason,
-            Some(version),
+            environment,
+            version,
+            actor,
+            origin,
             idempotency_key,
         )
         .await?;
-        let others = LockedProject {
-            id: project.id,
-            key: project.key.clone(),
-            environments: project
-                .environments
-                .iter()
-                .filter(|e| e.id != environment)
-                .cloned()
-                .collect(),
-        };
-        let others_before: Vec<ClientFeatures> = before
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != position)
-            .map(|(_, s)| s.clone())
-            .collect();
-        let other_reason = format!(
-            "{} revived by restoring {} to snapshot {version}",
-            revived.join(", "),
-            env.name
-        );
-        let other_snapshots =
-            snapshot_changed(&mut tx, &others, &others_before, &actor.name, &other_reason).await?;
-        let changes = diff(&before[position], &after);
-        let before_version = newest_before(&mut tx, environment, snapshot.version).await?;
-        AuditRecord::new(actor, "flag.snapshot_restored", origin)
-            .target(format!("{}/{}", env.project_key, env.name))
-            .details(json!({
-                "before": { "version": before_version, "sha256": state_sha256(&before[position]) },
-                "after": { "version": snapshot.version, "sha256": state_sha256(&after) },
-                "restored": version,
-                "changes": lines(&changes),
-                "not_restored": lines(&not_restored),
-                "revived": revived,
-                "idempotency_key": idempotency_key,
-                "snapshots": std::iter::once(&snapshot).chain(&other_snapshots).collect::<Vec<_>>(),
-            }))
-            .write(&mut *tx)
-            .await?;
         tx.commit().await?;
-        Ok(Restored::Restored {
-            version: snapshot.version,
-            changes,
-            not_restored,
-            other_snapshots,
-        })
+        Ok(restored)
     }
+}
+
+/// Makes the environment's flags what snapshot `version` says, as one audited change with a new
+/// snapshot, in the caller's transaction (a rollback restores its deployment's snapshot together
+/// with its own rows); see the module documentation for what is restored and how it is
+/// idempotent. A restore that finds nothing to change takes back what it wrote on the way.
+pub async fn restore(
+    conn: &mut PgConnection,
+    environment: EnvironmentId,
+    version: i64,
+    actor: Actor,
+    origin: &Origin,
+    idempotency_key: Option<&str>,
+) -> Result<Restored, SnapshotError> {
+    if idempotency_key.is_some_and(|k| k.is_empty() || k.chars().count() > MAX_IDEMPOTENCY_KEY) {
+        return Err(SnapshotError::BadIdempotencyKey);
+    }
+    // A savepoint inside the caller's transaction (or a transaction of its own).
+    let mut tx = conn.begin().await?;
+    let found = find_environment(&mut tx, environment)
+        .await?
+        .ok_or(SnapshotError::UnknownEnvironment(environment))?;
+    // A revived flag changes the other environments too, so all of the project's are
+    // locked, in the order every writer uses. Concurrent restores wait here for each other.
+    let project = lock_project_environments(&mut tx, found.project_id, &found.project_key).await?;
+    let Some(env) = project
+        .environments
+        .iter()
+        .find(|e| e.id == environment)
+        .cloned()
+    else {
+        return Err(SnapshotError::UnknownEnvironment(environment));
+    };
+    if let Some(key) = idempotency_key
+        && let Some(done) = sqlx::query_scalar!(
+            "select version from flag_snapshot where environment_id = $1 and idempotency_key = $2",
+            environment.0,
+            key
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+    {
+        return Ok(Restored::Replayed { version: done });
+    }
+    let target = load(&mut tx, environment, version).await?;
+    let before = states(&mut tx, &project).await?;
+    let position = project
+        .environments
+        .iter()
+        .position(|e| e.id == environment)
+        .expect("the environment is one of its project's");
+    let revived = put_state(&mut tx, &project, &env, &target.state, &actor.name).await?;
+    let after = build_state(&mut tx, &env).await?;
+    let not_restored = diff(&target.state, &after);
+    if state_sha256(&after) == state_sha256(&before[position]) {
+        let current = newest(&mut tx, environment).await?.map_or(0, |v| v.version);
+        tx.rollback().await?;
+        return Ok(Restored::AlreadyCurrent {
+            version: current,
+            not_restored,
+        });
+    }
+    let reason = format!("restored snapshot {version}");
+    let snapshot = record_snapshot(
+        &mut tx,
+        &env,
+        &after,
+        &actor.name,
+        &reason,
+        Some(version),
+        idempotency_key,
+    )
+    .await?;
+    let others = LockedProject {
+        id: project.id,
+        key: project.key.clone(),
+        environments: project
+            .environments
+            .iter()
+            .filter(|e| e.id != environment)
+            .cloned()
+            .collect(),
+    };
+    let others_before: Vec<ClientFeatures> = before
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != position)
+        .map(|(_, s)| s.clone())
+        .collect();
+    let other_reason = format!(
+        "{} revived by restoring {} to snapshot {version}",
+        revived.join(", "),
+        env.name
+    );
+    let other_snapshots =
+        snapshot_changed(&mut tx, &others, &others_before, &actor.name, &other_reason).await?;
+    let changes = diff(&before[position], &after);
+    let before_version = newest_before(&mut tx, environment, snapshot.version).await?;
+    AuditRecord::new(actor, "flag.snapshot_restored", origin)
+        .target(format!("{}/{}", env.project_key, env.name))
+        .details(json!({
+            "before": { "version": before_version, "sha256": state_sha256(&before[position]) },
+            "after": { "version": snapshot.version, "sha256": state_sha256(&after) },
+            "restored": version,
+            "changes": lines(&changes),
+            "not_restored": lines(&not_restored),
+            "revived": revived,
+            "idempotency_key": idempotency_key,
+            "snapshots": std::iter::once(&snapshot).chain(&other_snapshots).collect::<Vec<_>>(),
+        }))
+        .write(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Restored::Restored {
+        version: snapshot.version,
+        changes,
+        not_restored,
+        other_snapshots,
+    })
 }
 
 fn lines(diffs: &[FlagDiff]) -> Vec<String> {
