@@ -155,3 +155,114 @@ async fn importing_the_same_export_twice_changes_nothing_the_second_time() {
     assert_eq!(second, Imported::default());
     assert_eq!(store.current(env).await.unwrap().version, version);
 }
+
+/// A generated export the size of a product team's flag list: `count` flags, most of them
+/// rollouts (some constrained, some behind a segment), some with variants, some off, every
+/// tenth needing the first.
+fn generated_export(count: usize) -> ClientFeatures {
+    let features: Vec<serde_json::Value> = (0..count)
+        .map(|i| {
+            let name = format!("area-{}-feature-{i}", i % 16);
+            let mut strategy = json!({"name": "flexibleRollout",
+                "parameters": {"rollout": (i % 101).to_string(), "stickiness": "userId", "groupId": name}});
+            if i % 3 == 0 {
+                strategy["constraints"] = json!([{"contextName": "plan", "operator": "IN",
+                                                  "values": ["pro", "team"]}]);
+            }
+            if i % 5 == 0 {
+                strategy["segments"] = json!([1 + (i % 2)]);
+            }
+            let variants = if i % 4 == 0 {
+                json!([{"name": "a", "weight": 500, "weightType": "variable", "stickiness": "userId",
+                        "payload": {"type": "string", "value": "a"}},
+                       {"name": "b", "weight": 500, "weightType": "variable", "stickiness": "userId"}])
+            } else {
+                json!([])
+            };
+            let dependencies = if i > 0 && i % 10 == 0 {
+                json!([{"feature": "area-0-feature-0"}])
+            } else {
+                json!([])
+            };
+            let flag_type = ["release", "experiment", "operational"][i % 3];
+            json!({"name": name, "type": flag_type,
+                   "description": format!("generated flag {i}"), "enabled": i % 7 != 0,
+                   "stale": false, "impressionData": i % 11 == 0, "project": "shop",
+                   "strategies": [strategy], "variants": variants, "dependencies": dependencies})
+        })
+        .collect();
+    serde_json::from_value(json!({
+        "version": 2,
+        "segments": [
+            {"id": 1, "constraints": [{"contextName": "country", "operator": "IN", "values": ["DE", "FR"]}]},
+            {"id": 2, "constraints": [{"contextName": "email", "operator": "STR_ENDS_WITH", "values": [".edu"]}]}
+        ],
+        "features": features
+    }))
+    .expect("the generated export is a client features body")
+}
+
+#[tokio::test]
+async fn importing_350_flags_is_one_change_with_one_snapshot_and_one_audit_entry() {
+    let db = TestDb::new().await;
+    let envs = project(&db.pool, "shop", &["staging", "production"]).await;
+    let (staging, production) = (envs[0], envs[1]);
+    let store = FlagStore::new(db.pool.clone());
+    let started = std::time::Instant::now();
+    let imported = import(
+        &store,
+        "shop",
+        production,
+        generated_export(350),
+        &operator(),
+        &Origin::default(),
+    )
+    .await
+    .expect("the export imports");
+    eprintln!("imported 350 flags in {:?}", started.elapsed());
+    assert_eq!(imported.created, 350);
+
+    let snapshots = |env: domain::flags::store::EnvironmentId| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "select count(*) from flag_snapshot where environment_id = $1",
+            )
+            .bind(env.0)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        snapshots(production).await,
+        1,
+        "one snapshot for the import"
+    );
+    assert_eq!(
+        snapshots(staging).await,
+        1,
+        "the new flags appear, off, in the other environment: one snapshot there too"
+    );
+    let entries: Vec<(String, serde_json::Value)> = sqlx::query_as(
+        "select action, details from audit_event where actor_name = 'operator' order by audit_event_id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(entries.len(), 1, "one audit entry: {entries:?}");
+    assert_eq!(entries[0].0, "flag.imported");
+    assert_eq!(entries[0].1["created"].as_array().map(Vec::len), Some(350));
+
+    let served = store.current(production).await.unwrap();
+    assert_eq!(served.version, 1);
+    assert_eq!(served.state.features.len(), 350);
+    let enabled = served.state.features.iter().filter(|f| f.enabled).count();
+    assert_eq!(enabled, (0..350).filter(|i| i % 7 != 0).count());
+    let needing = served.state.features.iter();
+    assert_eq!(
+        needing.filter(|f| !f.dependencies.is_empty()).count(),
+        34,
+        "every tenth flag needs the first"
+    );
+}
