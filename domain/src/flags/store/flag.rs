@@ -1,6 +1,7 @@
 //! Changes to a flag itself, the same in every environment: creating it, its details, the flags
 //! it needs, archiving and reviving it. Each takes the caller's connection and locks the whole
-//! project (a flag appears in every environment); the row writers below them are shared.
+//! project (a flag appears in every environment); the row writers below them are what an import
+//! composes into one change.
 
 use std::collections::HashMap;
 
@@ -269,7 +270,8 @@ struct Kin {
     has_parents: bool,
 }
 
-/// The project's flags by name, read once and kept current as dependencies are written.
+/// The project's flags by name, read once and kept current as dependencies are written, so that
+/// an import checks hundreds of flags against one read.
 pub(crate) struct Family(HashMap<String, Kin>);
 
 impl Family {
@@ -297,6 +299,26 @@ impl Family {
                 })
                 .collect(),
         ))
+    }
+
+    /// A flag just created: live, needing nothing.
+    pub(crate) fn add(&mut self, flag: &FlagName, id: Uuid) {
+        let kin = Kin {
+            id,
+            archived: false,
+            has_parents: false,
+        };
+        self.0.insert(flag.to_string(), kin);
+    }
+
+    /// The flag's id, when the project has it.
+    pub(crate) fn id(&self, flag: &FlagName) -> Option<Uuid> {
+        self.0.get(flag.as_str()).map(|k| k.id)
+    }
+
+    /// Whether the flag needs other flags now.
+    pub(crate) fn has_parents(&self, flag: &FlagName) -> bool {
+        self.0.get(flag.as_str()).is_some_and(|k| k.has_parents)
     }
 
     /// The parents `flag` may need, checked and normalized, by name; or why not.

@@ -20,8 +20,9 @@
 //! serves. A refusal (any error but a database error) comes before anything is written.
 //!
 //! **Composing.** A use case begins one transaction, calls as many of these as it needs and
-//! commits once: a deployment can apply flag settings and restore a snapshot inside its own
-//! transaction, together with its own rows. The [`FlagStore`] methods are each one such
+//! commits once: an import writes all its rows and then one snapshot and one audit entry
+//! ([`super::import`]), and a deployment can apply flag settings and restore a snapshot inside
+//! its own transaction, together with its own rows. The [`FlagStore`] methods are each one such
 //! transaction around one change.
 //!
 //! **Lock order.** Environments of a project are locked in id order. A change to one environment
@@ -62,7 +63,7 @@ pub(crate) use rows::{
     put_environment_state, revive_flag,
 };
 pub use state::state_sha256;
-pub(crate) use state::{build_state, record_snapshot, snapshot_changed, states};
+pub(crate) use state::{Change, build_state, finish, record_snapshot, snapshot_changed, states};
 
 /// The longest description of a flag or segment.
 pub const MAX_DESCRIPTION: usize = 2000;
