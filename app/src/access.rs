@@ -53,6 +53,7 @@ pub fn server_fns() -> Vec<(&'static str, Access)> {
         (flags::SetFlagDefinition::PATH, FLAG_CHANGERS),
         (flags::RestoreFlags::PATH, FLAG_CHANGERS),
         (flags::DecideFlagChange::PATH, FLAG_CHANGERS),
+        (flags::OverrideFlagChange::PATH, ADMINS),
         (flags::CreateFlag::PATH, Access::people(RoleSet::DEVELOPERS)),
         (flags::UpdateFlag::PATH, Access::people(RoleSet::DEVELOPERS)),
         (

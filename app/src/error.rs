@@ -199,6 +199,8 @@ mod ssr {
                 E::Flag(e) => e.into(),
                 E::NotFound(_) => AppError::NotFound(e.to_string()),
                 E::OwnChange => AppError::Forbidden(e.to_string()),
+                E::NotOpen(_) => AppError::Conflict(e.to_string()),
+                E::Reason(_) => AppError::invalid("reason", e),
                 E::BadTime(_) => AppError::invalid("apply_at", e),
                 E::KillWaits => AppError::invalid("apply_at", e),
                 E::Refused(_) => AppError::Forbidden(e.to_string()),

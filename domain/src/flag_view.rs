@@ -94,9 +94,10 @@ pub struct FlagsPage {
     pub can_change: bool,
     /// Who may, in words, for the notice shown to the others.
     pub who_may_change: String,
-    /// Whether changes here wait for another person's approval (the kill switch never does).
-    pub needs_approval: bool,
-    /// Changes waiting for an approval or their time, oldest first.
+    /// How many other people approve a change here before it applies (the kill switch never
+    /// waits); 0: changes apply at once.
+    pub required_approvals: u8,
+    /// Changes waiting for approvals or their time, oldest first.
     pub waiting: Vec<WaitingChange>,
     pub flags: Vec<FlagRow>,
 }
@@ -134,6 +135,18 @@ pub struct HistoryEntry {
     pub restored_from: Option<i64>,
     /// What changed from the snapshot before, a sentence each.
     pub changes: Vec<String>,
+    /// Made by a change an admin let through without its approvals: a security event.
+    pub overridden: Option<Overridden>,
+}
+
+/// An admin's override of the approvals a change waited for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overridden {
+    pub by: String,
+    pub reason: String,
+    /// Approvals it had, and needed.
+    pub approvals: usize,
+    pub required: u8,
 }
 
 /// A restore as the person who asked sees it.
@@ -146,7 +159,9 @@ pub struct RestoreOutcome {
     pub changes: Vec<String>,
 }
 
-/// A flag change waiting for an approval or for its time.
+/// A flag change waiting for approvals or for its time, as one person sees it: what they may do
+/// to it was decided by the environment's rule and the change's state machine, so the page
+/// offers nothing that would be refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WaitingChange {
     pub id: i64,
@@ -155,9 +170,21 @@ pub struct WaitingChange {
     pub requested_by: String,
     pub requested_at: DateTime<Utc>,
     pub apply_at: Option<DateTime<Utc>>,
-    /// True while it waits for an approval; false once approved (it waits for its time).
+    /// True while it waits for approvals; false once approved (it waits for its time).
     pub needs_approval: bool,
-    pub approved_by: Option<String>,
+    /// Who approved so far, each once.
+    pub approved_by: Vec<String>,
+    pub required_approvals: u8,
+    /// Who it waits for ("waiting for rob or sam"), or why nobody can approve it and what to do.
+    pub waiting_for: Option<String>,
+    /// Too few people could approve it: `waiting_for` says what to do.
+    pub stuck: bool,
+    pub overridden_by: Option<String>,
+    pub can_approve: bool,
+    pub can_reject: bool,
+    pub can_cancel: bool,
+    /// An admin may let it through without its approvals, with a reason.
+    pub can_override: bool,
 }
 
 /// What asking for a flag change did.

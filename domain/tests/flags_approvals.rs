@@ -61,6 +61,11 @@ async fn production_needing(pool: &PgPool, approvals: u8) -> (FlagStore, Environ
     .expect("the definition loads");
     let store = FlagStore::new(pool.clone());
     let env = store.environment("shop", "production").await.unwrap().id;
+    with_checkout(store, env).await
+}
+
+/// Creates the flag `checkout` (off) in project `shop`.
+async fn with_checkout(store: FlagStore, env: EnvironmentId) -> (FlagStore, EnvironmentId) {
     let flag = NewFlag {
         name: checkout(),
         flag_type: FlagType::Release,
@@ -167,4 +172,160 @@ async fn two_required_approvals_mean_two_other_people_and_the_second_applies_the
         applied[0].0, "alice",
         "applied in the name of the person who asked"
     );
+}
+
+/// Accounts with roles (the people who could approve); they never sign in here.
+async fn people(pool: &PgPool, people: &[(&str, Role)]) {
+    for (name, role) in people {
+        sqlx::query(
+            "insert into app_user (username, display_name, role, password_hash) values ($1, $1, $2, 'unused')",
+        )
+        .bind(name)
+        .bind(role.as_str())
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+}
+
+/// The waiting change as `who` sees it on the flags page.
+async fn seen_by(store: &FlagStore, who: &(Acting, Actor)) -> domain::flag_view::WaitingChange {
+    let page = domain::flags::page::flags_page(store, "shop", "production", &who.0)
+        .await
+        .unwrap();
+    assert_eq!(page.waiting.len(), 1, "{:?}", page.waiting);
+    page.waiting.into_iter().next().unwrap()
+}
+
+#[tokio::test]
+async fn the_person_who_asked_cannot_approve_and_a_second_approval_by_the_same_person_counts_once()
+{
+    let db = TestDb::new().await;
+    let (store, env) = production_needing(&db.pool, 2).await;
+    let changes = FlagChanges::new(&store);
+    let id = ask(&changes, env, &manager("alice")).await;
+
+    let own = approve(&changes, env, id, &manager("alice")).await;
+    assert!(matches!(own, Err(ChangeError::OwnChange)), "{own:?}");
+    assert_eq!(
+        approve(&changes, env, id, &manager("bob")).await.unwrap(),
+        "pending"
+    );
+    assert_eq!(
+        approve(&changes, env, id, &manager("bob")).await.unwrap(),
+        "pending"
+    );
+    assert!(!checkout_is_on(&store, env).await);
+    assert_eq!(
+        audit(&db.pool, "flag.change_approved").await.len(),
+        1,
+        "counted once"
+    );
+    let waiting = changes.waiting(env).await.unwrap();
+    assert_eq!(waiting[0].record.approved_by, ["bob"]);
+}
+
+#[tokio::test]
+async fn the_flags_page_offers_approve_only_to_people_the_rule_admits_and_says_who_is_awaited() {
+    let db = TestDb::new().await;
+    let (store, env) = production_needing(&db.pool, 2).await;
+    people(
+        &db.pool,
+        &[
+            ("alice", Role::ReleaseManager),
+            ("bob", Role::ReleaseManager),
+            ("carol", Role::ReleaseManager),
+            ("dave", Role::Developer),
+        ],
+    )
+    .await;
+    let changes = FlagChanges::new(&store);
+    let id = ask(&changes, env, &manager("alice")).await;
+
+    let asker = seen_by(&store, &manager("alice")).await;
+    assert!(!asker.can_approve, "never to the person who asked");
+    assert!(asker.can_cancel && !asker.can_reject && !asker.can_override);
+    assert_eq!(asker.required_approvals, 2);
+    assert_eq!(
+        asker.waiting_for.as_deref(),
+        Some("waiting for 2 of bob or carol")
+    );
+    assert!(!asker.stuck);
+    let developer = seen_by(&store, &person("dave", Role::Developer)).await;
+    assert!(!developer.can_approve && !developer.can_reject && !developer.can_cancel);
+    assert!(seen_by(&store, &manager("bob")).await.can_approve);
+
+    approve(&changes, env, id, &manager("bob")).await.unwrap();
+    let bob = seen_by(&store, &manager("bob")).await;
+    assert!(!bob.can_approve, "bob's approval counts once");
+    assert_eq!(bob.approved_by, ["bob"]);
+    assert_eq!(bob.waiting_for.as_deref(), Some("waiting for carol"));
+    assert!(seen_by(&store, &manager("carol")).await.can_approve);
+}
+
+#[tokio::test]
+async fn a_lone_admin_overrides_with_a_reason_audited_as_a_security_event_and_shown_in_history() {
+    let db = TestDb::new().await;
+    // The shared fixture's production needs one release manager's approval.
+    let env = support::project(&db.pool, "shop", &["production"]).await[0];
+    let (store, env) = with_checkout(FlagStore::new(db.pool.clone()), env).await;
+    people(&db.pool, &[("ann", Role::Admin), ("dave", Role::Developer)]).await;
+    let changes = FlagChanges::new(&store);
+    let ann = person("ann", Role::Admin);
+    let id = ask(&changes, env, &ann).await;
+
+    let seen = seen_by(&store, &ann).await;
+    assert!(!seen.can_approve, "not her own change");
+    assert!(seen.stuck);
+    assert_eq!(
+        seen.waiting_for.as_deref(),
+        Some(
+            "no other release manager or admin exists: add one under People, or an admin may override with a reason"
+        )
+    );
+    assert!(seen.can_override);
+    assert!(!seen_by(&store, &manager("rob")).await.can_override);
+
+    let overriding = |who: (Acting, Actor), reason: &'static str| {
+        let changes = &changes;
+        async move {
+            changes
+                .override_approvals(env, id, reason, &who.0, who.1, &Origin::default())
+                .await
+        }
+    };
+    let refused = overriding(manager("rob"), "it is urgent").await;
+    assert!(
+        matches!(refused, Err(ChangeError::Refused(_))),
+        "{refused:?}"
+    );
+    let empty = overriding(ann.clone(), "  ").await;
+    assert!(matches!(empty, Err(ChangeError::Reason(_))), "{empty:?}");
+    assert!(
+        !checkout_is_on(&store, env).await,
+        "refusals change nothing"
+    );
+    assert!(audit(&db.pool, "flag.change_overridden").await.is_empty());
+
+    let reason = "checkout is down for everyone; nobody else is on call";
+    assert_eq!(overriding(ann.clone(), reason).await.unwrap(), "applied");
+    assert!(checkout_is_on(&store, env).await);
+    let overrides = audit(&db.pool, "flag.change_overridden").await;
+    assert_eq!(overrides.len(), 1);
+    let (who, security, details) = &overrides[0];
+    assert_eq!((who.as_str(), *security), ("ann", true), "a security event");
+    assert_eq!(details["reason"], reason);
+    assert_eq!(details["after"], "approved");
+
+    let history = domain::flags::page::history(&store, env, 5).await.unwrap();
+    let overridden = history[0]
+        .overridden
+        .as_ref()
+        .expect("the newest snapshot is the override's");
+    assert_eq!(
+        (overridden.by.as_str(), overridden.reason.as_str()),
+        ("ann", reason)
+    );
+    assert_eq!((overridden.approvals, overridden.required), (0, 1));
+    assert!(history.iter().skip(1).all(|e| e.overridden.is_none()));
 }

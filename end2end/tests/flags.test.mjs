@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { UnleashClient } from 'unleash-proxy-client';
-import { startPortal, launchBrowser, signIn, hydrated, shot, PHONE } from '../lib/harness.mjs';
+import { startPortal, launchBrowser, signIn, hydrated, shot, PHONE, DESKTOP } from '../lib/harness.mjs';
 
 let portal;
 let browser;
@@ -170,11 +170,13 @@ test('in production a change waits for a second release manager; a scheduled cha
     const waiting = page.locator('.waiting-change').first();
     await waiting.getByText('smart-reminders on').waitFor();
     await card.getByText('Off for everyone').waitFor();
-    // Rhea cannot approve her own change.
-    await waiting.getByRole('button', { name: 'Approve' }).click();
-    await page.getByText('you asked for this change; another person approves it').waitFor();
+    // Rhea asked, so she is not offered Approve; the change says whom it waits for.
+    await waiting.getByText('approvals 0 of 1, waiting for rob').waitFor();
+    assert.equal(await waiting.getByRole('button', { name: 'Approve' }).count(), 0);
+    assert.equal(await waiting.getByRole('button', { name: 'Cancel' }).count(), 1);
     await shot(page, 'flags-waiting-phone');
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // The SDK fetches the flags as they are now that the change is stored, waiting.
+    await production.updateToggles();
     assert.equal(production.isEnabled('smart-reminders'), false, 'nothing changed before the approval');
     await page.close();
 
@@ -205,5 +207,56 @@ test('in production a change waits for a second release manager; a scheduled cha
     await dev.close();
   } finally {
     production.stop();
+  }
+});
+
+test('a lone admin is not offered Approve on her own change, is told why it waits, and overrides with a reason', async () => {
+  // A portal whose only person is an admin: production's changes need another release manager.
+  const lone = await startPortal({ ann: 'admin' });
+  const lonely = await launchBrowser();
+  try {
+    for (const [label, viewport] of [['desktop', DESKTOP], ['phone', PHONE]]) {
+      const page = await lonely.context.newPage();
+      await page.setViewportSize(viewport);
+      await signIn(page, lone, 'ann', '/projects/studybuddy/flags/production');
+      await hydrated(page);
+      const flag = `dark-mode-${label}`;
+      await page.getByText('Create a flag').click();
+      await page.getByLabel('Flag name').fill(flag);
+      await page.getByRole('button', { name: 'Create flag' }).click();
+      const card = page.locator(`[data-flag="${flag}"]`);
+      await card.getByRole('switch', { name: `${flag}: turn on` }).click();
+      await page.getByText("Asked for: the change waits for another person's approval.").waitFor();
+
+      const waiting = page.locator('.waiting-change', { hasText: `${flag} on` });
+      await waiting.getByText('approvals 0 of 1').waitFor();
+      await waiting.getByText('No other release manager or admin exists: add one under People, or an admin may override with a reason.').waitFor();
+      assert.equal(await waiting.getByRole('button', { name: 'Approve' }).count(), 0, 'not offered what would be refused');
+      await card.getByText('Off for everyone').waitFor();
+
+      await waiting.getByRole('button', { name: 'Override with reason' }).click();
+      const reason = `the ${label} release cannot wait: nobody else holds the role yet`;
+      await waiting.getByLabel(/Why can this change not wait for its approvals/).fill(reason);
+      assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= innerWidth), `no horizontal scrolling on ${label} with the form open`);
+      await shot(page, `flags-override-form-${label}`);
+      await waiting.getByRole('button', { name: 'Override and apply' }).click();
+      await card.getByText('On for everyone').waitFor();
+      await page.getByText('Overridden and applied.', { exact: false }).waitFor();
+      await waiting.waitFor({ state: 'detached' });
+      assert.equal(await page.getByText('Asked for:').count(), 0, 'the notice of the request is gone');
+
+      const entry = page.locator('.history-entry').first();
+      await entry.getByText('Approvals overridden by ann').waitFor();
+      await entry.getByText(reason).waitFor();
+      assert.equal(await entry.getAttribute('class'), 'history-entry overridden');
+      const red = await entry.evaluate((element) => getComputedStyle(element).borderLeftColor);
+      assert.equal(red, 'rgb(185, 28, 28)', 'the override is shown in red');
+      assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= innerWidth), `no horizontal scrolling on ${label}`);
+      await shot(page, `flags-overridden-${label}`);
+      await page.close();
+    }
+  } finally {
+    await lonely.close();
+    await lone.stop();
   }
 });

@@ -14,10 +14,10 @@ pub const HISTORY_LENGTH: i64 = 30;
 #[server(prefix = "/fn", endpoint = "get_flags")]
 pub async fn get_flags(project: String, environment: String) -> Result<FlagsPage, AppError> {
     let caller = crate::access::authorize::<GetFlags>()?;
-    let person = crate::access::person(&caller)?;
+    let acting = acting(&caller)?;
     let portal = super::portal()?;
     let store = &portal.flags;
-    Ok(domain::flags::page::flags_page(store, &project, &environment, person.role).await?)
+    Ok(domain::flags::page::flags_page(store, &project, &environment, &acting).await?)
 }
 
 #[server(prefix = "/fn", endpoint = "get_flag_history")]
@@ -125,7 +125,8 @@ pub async fn set_flag_definition(
     })
 }
 
-/// Approves, rejects or cancels a waiting change (`decision`: approve, reject, cancel).
+/// Approves, rejects or cancels a waiting change (`decision`: approve, reject, cancel). The
+/// approval that completes the required number applies it.
 #[server(prefix = "/fn", endpoint = "decide_flag_change")]
 pub async fn decide_flag_change(
     project: String,
@@ -150,6 +151,29 @@ pub async fn decide_flag_change(
     let state = portal
         .flag_changes(store)
         .decide(env.id, id, decision, &acting, actor, &caller.origin)
+        .await?;
+    Ok(state.to_string())
+}
+
+/// Lets a waiting change through without the approvals it waits for: an admin's, with a reason,
+/// audited as a security event. The environment's rule decides who may (admins).
+#[server(prefix = "/fn", endpoint = "override_flag_change")]
+pub async fn override_flag_change(
+    project: String,
+    environment: String,
+    id: i64,
+    reason: String,
+) -> Result<String, AppError> {
+    use domain::audit::Actor;
+    let caller = crate::access::authorize::<OverrideFlagChange>()?;
+    let portal = super::portal()?;
+    let store = &portal.flags;
+    let env = store.environment(&project, &environment).await?;
+    let acting = acting(&caller)?;
+    let actor = Actor::of(caller.principal.as_ref());
+    let state = portal
+        .flag_changes(store)
+        .override_approvals(env.id, id, &reason, &acting, actor, &caller.origin)
         .await?;
     Ok(state.to_string())
 }

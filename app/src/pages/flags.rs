@@ -4,19 +4,23 @@
 //! the environment's SDK tokens. Editors and confirmations open in place, and stay open while
 //! the page reloads its data.
 
+mod history;
+mod tokens;
+mod waiting;
+
 use crate::api::flags::{
-    ArchiveFlag, CreateFlag, CreateSdkToken, DecideFlagChange, RestoreFlags, RevokeSdkToken,
-    SetFlagDefinition, SetFlagEnabled, SetFlagRollout, UpdateFlag, get_flag_history, get_flags,
-    list_sdk_tokens,
+    ArchiveFlag, CreateFlag, DecideFlagChange, OverrideFlagChange, RestoreFlags, SetFlagDefinition,
+    SetFlagEnabled, SetFlagRollout, UpdateFlag, get_flag_history, get_flags,
 };
 use crate::components::{ErrorNotice, action_error, format_time};
 use crate::live::use_live_changes;
-use domain::flag_view::{
-    ChangeOutcome, FlagRow, FlagsPage, HistoryEntry, SdkTokenKind, SdkTokenSummary, WaitingChange,
-};
+use domain::flag_view::{ChangeOutcome, FlagRow, FlagsPage};
+use history::HistoryItem;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
+use tokens::SdkTokens;
+use waiting::WaitingItem;
 
 /// The actions every part of the page uses; any of them finishing reloads the page's data.
 #[derive(Clone, Copy)]
@@ -27,12 +31,13 @@ struct Actions {
     create: ServerAction<CreateFlag>,
     restore: ServerAction<RestoreFlags>,
     decide: ServerAction<DecideFlagChange>,
+    override_change: ServerAction<OverrideFlagChange>,
     update: ServerAction<UpdateFlag>,
     archive: ServerAction<ArchiveFlag>,
 }
 
 impl Actions {
-    fn versions(&self) -> [usize; 8] {
+    fn versions(&self) -> [usize; 9] {
         [
             self.enable.version().get(),
             self.rollout.version().get(),
@@ -40,6 +45,7 @@ impl Actions {
             self.create.version().get(),
             self.restore.version().get(),
             self.decide.version().get(),
+            self.override_change.version().get(),
             self.update.version().get(),
             self.archive.version().get(),
         ]
@@ -84,6 +90,7 @@ pub fn FlagsPage() -> impl IntoView {
         create: ServerAction::new(),
         restore: ServerAction::new(),
         decide: ServerAction::new(),
+        override_change: ServerAction::new(),
         update: ServerAction::new(),
         archive: ServerAction::new(),
     };
@@ -92,6 +99,14 @@ pub fn FlagsPage() -> impl IntoView {
     Effect::new(move |_| {
         actions.versions();
         open.0.update(|o| o.clear());
+    });
+    // A decision on a waiting change makes an "Asked for" notice out of date.
+    Effect::new(move |_| {
+        if actions.decide.version().get() + actions.override_change.version().get() > 0 {
+            actions.enable.value().set(None);
+            actions.rollout.value().set(None);
+            actions.definition.value().set(None);
+        }
     });
     let page = Resource::new(
         move || (project(), environment(), changes.get(), actions.versions()),
@@ -154,7 +169,7 @@ fn Flags(page: FlagsPage, actions: Actions) -> impl IntoView {
         version,
         can_change,
         who_may_change,
-        needs_approval,
+        required_approvals,
         waiting,
         flags,
     } = page;
@@ -175,8 +190,14 @@ fn Flags(page: FlagsPage, actions: Actions) -> impl IntoView {
             <p>"Create one below; it starts off everywhere. Apps read flags through Unleash or OpenFeature SDKs with a token from "<a href="#sdk-tokens">"SDK tokens"</a>"."</p>
         </section>
     });
-    let approval_note = (can_change && needs_approval).then(|| view! {
-        <p class="hint">{format!("Changes in {environment} wait for another person's approval, or for the time you set. The kill switch and restoring a snapshot act at once.")}</p>
+    let approval_note = (can_change && required_approvals > 0).then(|| {
+        let whose = match required_approvals {
+            1 => "another person's approval".to_string(),
+            n => format!("the approval of {n} other people"),
+        };
+        view! {
+            <p class="hint">{format!("Changes in {environment} wait for {whose}, or for the time you set. The kill switch and restoring a snapshot act at once.")}</p>
+        }
     });
     let (p, e) = (project.clone(), environment.clone());
     let waiting_panel = (!waiting.is_empty()).then(|| {
@@ -185,9 +206,10 @@ fn Flags(page: FlagsPage, actions: Actions) -> impl IntoView {
             <section class="panel waiting" aria-labelledby="waiting-title">
                 <h2 id="waiting-title">"Waiting changes"</h2>
                 {action_error(actions.decide.value())}
+                {action_error(actions.override_change.value())}
                 <ul class="waiting-list">
                     {waiting.into_iter().map(|change| view! {
-                        <WaitingItem change project=p.clone() environment=e.clone() can_change decide=actions.decide />
+                        <WaitingItem change project=p.clone() environment=e.clone() decide=actions.decide override_change=actions.override_change />
                     }).collect_view()}
                 </ul>
             </section>
@@ -201,9 +223,17 @@ fn Flags(page: FlagsPage, actions: Actions) -> impl IntoView {
         <nav class="tabs" aria-label="Environments">{tabs}</nav>
         {notice}
         {approval_note}
-        {outcome(actions.enable.value())}
-        {outcome(actions.rollout.value())}
-        {outcome(actions.definition.value())}
+        {outcome(actions.enable.value(), required_approvals)}
+        {outcome(actions.rollout.value(), required_approvals)}
+        {outcome(actions.definition.value(), required_approvals)}
+        {move || actions.override_change.value().get().and_then(|r| r.ok()).map(|state| {
+            let text = if state == "applied" {
+                "Overridden and applied. The history marks it in red; the audit log has your reason."
+            } else {
+                "Overridden: it applies at its time. The audit log has your reason."
+            };
+            view! { <p class="notice notice-ok" role="status">{text}</p> }
+        })}
         {action_error(actions.enable.value())}
         {action_error(actions.rollout.value())}
         {action_error(actions.definition.value())}
@@ -220,8 +250,8 @@ fn Flags(page: FlagsPage, actions: Actions) -> impl IntoView {
     }
 }
 
-/// Says when a change did not happen at once: it waits for an approval or for its time.
-fn outcome<S>(value: S) -> impl IntoView
+/// Says when a change did not happen at once: it waits for approvals or for its time.
+fn outcome<S>(value: S, required_approvals: u8) -> impl IntoView
 where
     S: Get<Value = Option<Result<ChangeOutcome, crate::error::AppError>>> + Send + Sync + 'static,
 {
@@ -236,6 +266,9 @@ where
                     "Asked for: the change waits for an approval, then for {}.",
                     format_time(at)
                 ),
+                (true, None) if required_approvals > 1 => format!(
+                    "Asked for: the change waits for the approval of {required_approvals} other people."
+                ),
                 (true, None) => {
                     "Asked for: the change waits for another person's approval.".to_string()
                 }
@@ -245,63 +278,6 @@ where
             Some(view! { <p class="notice notice-ok" role="status">{text}</p> })
         }
         _ => None,
-    }
-}
-
-#[component]
-fn WaitingItem(
-    change: WaitingChange,
-    project: String,
-    environment: String,
-    can_change: bool,
-    decide: ServerAction<DecideFlagChange>,
-) -> impl IntoView {
-    let WaitingChange {
-        id,
-        summary,
-        requested_by,
-        requested_at,
-        apply_at,
-        needs_approval,
-        approved_by,
-        ..
-    } = change;
-    let when = match (needs_approval, apply_at, approved_by) {
-        (true, Some(at), _) => format!("waits for an approval, then for {}", format_time(at)),
-        (true, None, _) => "waits for an approval".to_string(),
-        (false, Some(at), Some(by)) => format!("approved by {by}; applies {}", format_time(at)),
-        (false, Some(at), None) => format!("applies {}", format_time(at)),
-        (false, None, _) => "being applied".to_string(),
-    };
-    let button = move |decision: &'static str, label: &'static str, class: &'static str| {
-        let (project, environment) = (project.clone(), environment.clone());
-        view! {
-            <ActionForm action=decide attr:class="inline">
-                <input type="hidden" name="project" value=project />
-                <input type="hidden" name="environment" value=environment />
-                <input type="hidden" name="id" value=id.to_string() />
-                <input type="hidden" name="decision" value=decision />
-                <button type="submit" class=class>{label}</button>
-            </ActionForm>
-        }
-    };
-    let buttons = can_change.then(|| {
-        view! {
-            <div class="actions">
-                {needs_approval.then(|| button("approve", "Approve", "button primary small"))}
-                {needs_approval.then(|| button("reject", "Reject", "button subtle small"))}
-                {button("cancel", "Cancel", "button subtle small")}
-            </div>
-        }
-    });
-    view! {
-        <li class="waiting-change" data-change=id.to_string()>
-            <div>
-                <strong>{summary}</strong>
-                <br /><span class="small muted">{format!("asked by {requested_by}, {} · {when}", format_time(requested_at))}</span>
-            </div>
-            {buttons}
-        </li>
     }
 }
 
@@ -509,62 +485,6 @@ where
 }
 
 #[component]
-fn HistoryItem(
-    entry: HistoryEntry,
-    newest: bool,
-    project: String,
-    environment: String,
-    restore: ServerAction<RestoreFlags>,
-) -> impl IntoView {
-    let HistoryEntry {
-        version,
-        created_at,
-        created_by,
-        reason,
-        restored_from,
-        changes,
-    } = entry;
-    let open = open_details();
-    let key = format!("restore:{version}");
-    let (is_open, toggle) = (open.is(key.clone()), open.toggle(key));
-    let expanded = is_open.clone();
-    let confirm = move || {
-        let (project, environment) = (project.clone(), environment.clone());
-        is_open().then(move || view! {
-            <div class="confirm">
-                <p>{format!("Put every flag in {environment} back to snapshot {version}? This is recorded as a new snapshot.")}</p>
-                <ActionForm action=restore attr:class="confirm-actions">
-                    <input type="hidden" name="project" value=project />
-                    <input type="hidden" name="environment" value=environment.clone() />
-                    <input type="hidden" name="version" value=version.to_string() />
-                    <button type="submit" class="button primary">"Yes, restore"</button>
-                </ActionForm>
-            </div>
-        })
-    };
-    let restore_form = (!newest).then(move || view! {
-        <div class="restore">
-            <button type="button" class="button subtle small" aria-expanded=move || expanded().to_string() on:click=toggle>{format!("Restore snapshot {version}")}</button>
-            {confirm}
-        </div>
-    });
-    view! {
-        <li class="history-entry" data-version=version.to_string()>
-            <div class="history-head">
-                <strong>{format!("#{version}")}</strong>
-                " "<span>{reason}</span>
-                {restored_from.map(|from| view! { <span class="chip">{format!("restored from #{from}")}</span> })}
-            </div>
-            <p class="small muted">{format!("{created_by}, {}", format_time(created_at))}</p>
-            <ul class="changes">
-                {changes.into_iter().map(|c| view! { <li>{c}</li> }).collect_view()}
-            </ul>
-            {restore_form}
-        </li>
-    }
-}
-
-#[component]
 fn CreateFlag(project: String, create: ServerAction<CreateFlag>) -> impl IntoView {
     view! {
         <details class="add-form">
@@ -600,103 +520,5 @@ fn TypeSelect(selected: String) -> impl IntoView {
                 <option value=value selected=value == selected>{label}</option>
             }).collect_view()}
         </select>
-    }
-}
-
-#[component]
-fn SdkTokens(project: String, environment: String) -> impl IntoView {
-    let create = ServerAction::<CreateSdkToken>::new();
-    let revoke = ServerAction::<RevokeSdkToken>::new();
-    let for_list = project.clone();
-    let tokens = Resource::new(
-        move || (create.version().get(), revoke.version().get()),
-        move |_| list_sdk_tokens(for_list.clone()),
-    );
-    let env = environment.clone();
-    let (p, p2) = (project.clone(), project.clone());
-    view! {
-        <section class="panel" id="sdk-tokens" aria-labelledby="sdk-tokens-title">
-            <h2 id="sdk-tokens-title">{format!("SDK tokens for {environment}")}</h2>
-            <p class="hint">"Apps send one in "<code>"Authorization"</code>": the Unleash SDKs to "<code>"/api/frontend"</code>" or "<code>"/api"</code>", OpenFeature OFREP providers to this portal's address."</p>
-            {move || create.value().get().and_then(|r| r.ok()).map(|token| view! {
-                <div class="notice notice-ok" role="status">
-                    <p>"Token "<strong>{token.summary.name}</strong>" created. Copy it now; it is not shown again:"</p>
-                    <pre class="secret"><code>{token.secret}</code></pre>
-                </div>
-            })}
-            {action_error(create.value())}
-            {action_error(revoke.value())}
-            <Transition fallback=|| view! { <p class="loading">"Loading tokens…"</p> }>
-                {move || {
-                    let env = env.clone();
-                    let p = p.clone();
-                    Suspend::new(async move {
-                        match tokens.await {
-                            Ok(tokens) => {
-                                let here: Vec<SdkTokenSummary> = tokens.into_iter().filter(|t| t.environment == env).collect();
-                                if here.is_empty() {
-                                    view! { <p class="muted">"No SDK tokens for this environment yet."</p> }.into_any()
-                                } else {
-                                    view! {
-                                        <ul class="token-list">
-                                            {here.into_iter().map(|t| view! { <SdkTokenItem token=t project=p.clone() revoke /> }).collect_view()}
-                                        </ul>
-                                    }.into_any()
-                                }
-                            }
-                            Err(error) => view! { <ErrorNotice error /> }.into_any(),
-                        }
-                    })
-                }}
-            </Transition>
-            <details class="add-form">
-                <summary class="button">"Create an SDK token"</summary>
-                <ActionForm action=create attr:class="form-grid">
-                    <input type="hidden" name="project" value=p2 />
-                    <input type="hidden" name="environment" value=environment.clone() />
-                    <label>"Token name"<input name="name" required placeholder="e.g. web-app" autocomplete="off" /></label>
-                    <fieldset>
-                        <legend>"Kind"</legend>
-                        {SdkTokenKind::ALL.into_iter().map(|kind| view! {
-                            <label class="check"><input type="radio" name="kind" value=kind.as_str() checked=kind == SdkTokenKind::Frontend />" "<strong>{kind.as_str()}</strong>" "<span class="muted small">{kind.about()}</span></label>
-                        }).collect_view()}
-                    </fieldset>
-                    <button type="submit" class="button primary">"Create token"</button>
-                </ActionForm>
-            </details>
-        </section>
-    }
-}
-
-#[component]
-fn SdkTokenItem(
-    token: SdkTokenSummary,
-    project: String,
-    revoke: ServerAction<RevokeSdkToken>,
-) -> impl IntoView {
-    let used = token
-        .last_used_at
-        .map(|at| format!("last used {}", format_time(at)))
-        .unwrap_or_else(|| "never used".into());
-    let revoked = token.revoked_at.is_some();
-    view! {
-        <li class="token" data-token=token.name.clone()>
-            <div>
-                <strong>{token.name.clone()}</strong>" "<span class="chip">{token.kind.as_str()}</span>
-                <br /><code class="small">{format!("{}…", token.prefix)}</code>
-                <span class="small muted">{format!(" · {used}")}</span>
-            </div>
-            {if revoked {
-                view! { <span class="state state-failed">"revoked"</span> }.into_any()
-            } else {
-                view! {
-                    <ActionForm action=revoke attr:class="inline">
-                        <input type="hidden" name="project" value=project />
-                        <input type="hidden" name="id" value=token.id.clone() />
-                        <button type="submit" class="button subtle small">"Revoke"</button>
-                    </ActionForm>
-                }.into_any()
-            }}
-        </li>
     }
 }

@@ -9,7 +9,7 @@
 pub mod governance;
 pub mod rules;
 
-pub use rules::{Acting, Action, Permit, Refusal, Rules, decide};
+pub use rules::{Acting, Action, Approvers, Member, Permit, Refusal, Rules, approvers, decide};
 
 use crate::auth::Principal;
 use crate::definition::{DatabaseTarget, Definition, DeployWindow, Protection, RollbackPolicy};
@@ -150,6 +150,26 @@ pub async fn find_by_id(
     .await?
     .ok_or(EnvironmentError::UnknownId(id))?;
     find(conn, &row.project_key, &row.name).await
+}
+
+/// Everyone with an enabled account and their role: who [`approvers`] chooses from.
+pub async fn members(conn: &mut PgConnection) -> Result<Vec<Member>, sqlx::Error> {
+    let rows =
+        sqlx::query!("select username, role from app_user where not disabled order by username")
+            .fetch_all(&mut *conn)
+            .await?;
+    rows.into_iter()
+        .map(|r| {
+            let role = r
+                .role
+                .parse()
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+            Ok(Member {
+                name: r.username,
+                role,
+            })
+        })
+        .collect()
 }
 
 /// The rules of environment `name` in `definition` (the defaults where it is not declared).

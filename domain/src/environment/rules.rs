@@ -7,11 +7,15 @@
 //! | change flags          | `protection.allowed_roles`, admins                | `required_approvals`|
 //! | deploy / promote      | `protection.allowed_roles`, admins                | `required_approvals`|
 //! | approve               | `protection.allowed_roles`, admins                | –                   |
+//! | override approvals    | admins (with a reason, audited as security)       | –                   |
 //! | override a window     | release managers, admins                          | –                   |
 //! | roll back             | `rollback.manual.roles`, admins                   | – (never waits)     |
 //! | change governance     | release managers, admins                          | –                   |
 //!
-//! `required_approvals: 2` means two people other than the one asking. API tokens hold no role,
+//! `required_approvals: 2` means two people other than the one asking, each counted once; who
+//! else could still approve a request is [`approvers`], so that a page offers Approve only to
+//! them and says so when there are too few (then an admin may override, with a reason).
+//! API tokens hold no role,
 //! so they are refused every action here. The operator — a person at the server's command line,
 //! who can reach its database anyway — may do every action without waiting for approvals; the
 //! audit log names them (OS user and host) as the actor, so it is recorded, not hidden.
@@ -25,6 +29,8 @@ pub enum Action {
     ChangeFlags,
     Deploy,
     Approve,
+    /// Letting a request through without the approvals it waits for (an admin, with a reason).
+    OverrideApprovals,
     OverrideWindow,
     RollBack,
     /// Changing an environment's protection or deploy window, or the rollback policy.
@@ -37,6 +43,7 @@ impl Action {
             Action::ChangeFlags => "change flags",
             Action::Deploy => "deploy",
             Action::Approve => "approve",
+            Action::OverrideApprovals => "override the approvals a change waits for",
             Action::OverrideWindow => "override the deploy window",
             Action::RollBack => "roll back",
             Action::ChangeGovernance => {
@@ -101,6 +108,7 @@ pub fn decide(rules: &Rules, acting: &Acting, action: Action) -> Result<Permit, 
         Action::ChangeFlags | Action::Deploy | Action::Approve => {
             rules.protection.allowed_roles.clone()
         }
+        Action::OverrideApprovals => Vec::new(),
         Action::OverrideWindow | Action::ChangeGovernance => vec![Role::ReleaseManager],
         Action::RollBack => rules.rollback_roles.clone(),
     };
@@ -128,6 +136,86 @@ pub fn decide(rules: &Rules, acting: &Acting, action: Action) -> Result<Permit, 
             "the {allowed} role does this; you are {}",
             with_article(role.label())
         ))),
+    }
+}
+
+/// Someone with an enabled account, for "who else could approve?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub role: Role,
+}
+
+/// Who could still approve a request here: everyone the approve rule admits but the person who
+/// asked and those who approved already.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approvers {
+    /// Approvals still wanted.
+    pub needed: u8,
+    /// Who could give them, by name.
+    pub candidates: Vec<String>,
+    /// The roles that approve here, in words ("release manager or admin").
+    pub roles: String,
+}
+
+/// Who could still approve a request of `requested_by` that `approved_by` approved so far and
+/// that needs `required` approvals, among `members`: [`decide`] asked for each of them.
+pub fn approvers(
+    rules: &Rules,
+    requested_by: &str,
+    approved_by: &[String],
+    required: u8,
+    members: &[Member],
+) -> Approvers {
+    let given = approved_by.len().min(usize::from(required)) as u8;
+    let candidates = members
+        .iter()
+        .filter(|m| m.name != requested_by && !approved_by.contains(&m.name))
+        .filter(|m| {
+            let acting = Acting::Person {
+                name: m.name.clone(),
+                role: m.role,
+            };
+            decide(rules, &acting, Action::Approve).is_ok()
+        })
+        .map(|m| m.name.clone())
+        .collect();
+    Approvers {
+        needed: required - given,
+        candidates,
+        roles: who_may(&rules.protection.allowed_roles),
+    }
+}
+
+impl Approvers {
+    /// Whether enough people could still approve.
+    pub fn enough(&self) -> bool {
+        self.candidates.len() >= usize::from(self.needed)
+    }
+
+    /// Who the request waits for, or why it would wait forever and what to do about it.
+    pub fn describe(&self) -> String {
+        const ESCAPE: &str = "or an admin may override with a reason";
+        let names = |names: &[String]| match names {
+            [] => String::new(),
+            [one] => one.clone(),
+            [first @ .., last] if first.len() < 3 => format!("{} or {last}", first.join(", ")),
+            [first @ .., _] => format!("{} or {} others", first[..2].join(", "), first.len() - 1),
+        };
+        match (self.needed, self.candidates.as_slice()) {
+            (0, _) => "approved".to_string(),
+            (_, []) => format!(
+                "no other {} exists: add one under People, {ESCAPE}",
+                self.roles
+            ),
+            (needed, candidates) if !self.enough() => format!(
+                "only {} can approve and {needed} more approvals are needed: add another {} under People, {ESCAPE}",
+                names(candidates),
+                self.roles
+            ),
+            (1, candidates) => format!("waiting for {}", names(candidates)),
+            (needed, candidates) => format!("waiting for {needed} of {}", names(candidates)),
+        }
     }
 }
 
@@ -229,6 +317,7 @@ mod tests {
             Action::ChangeFlags,
             Action::Deploy,
             Action::Approve,
+            Action::OverrideApprovals,
             Action::OverrideWindow,
             Action::RollBack,
             Action::ChangeGovernance,
@@ -255,6 +344,62 @@ mod tests {
         assert_eq!(
             refused.to_string(),
             "pat may not approve in production: the release manager or admin role does this; you are a viewer"
+        );
+    }
+
+    #[test]
+    fn only_admins_override_approvals() {
+        let action = Action::OverrideApprovals;
+        assert!(decide(&production(), &person(Role::Admin), action).is_ok());
+        for role in [Role::ReleaseManager, Role::Developer, Role::Viewer] {
+            let refused = decide(&production(), &person(role), action).unwrap_err();
+            assert_eq!(refused.allowed, "admin");
+        }
+    }
+
+    fn member(name: &str, role: Role) -> Member {
+        Member {
+            name: name.into(),
+            role,
+        }
+    }
+
+    #[test]
+    fn approvers_are_the_other_people_the_rule_admits_who_have_not_approved_yet() {
+        let members = [
+            member("alice", Role::ReleaseManager),
+            member("bob", Role::ReleaseManager),
+            member("carol", Role::Admin),
+            member("dave", Role::Developer),
+            member("erin", Role::ReleaseManager),
+        ];
+        let approvers = approvers(&production(), "alice", &["erin".into()], 2, &members);
+        assert_eq!(approvers.needed, 1);
+        assert_eq!(approvers.candidates, ["bob", "carol"]);
+        assert!(approvers.enough());
+        assert_eq!(approvers.describe(), "waiting for bob or carol");
+        let none_yet = super::approvers(&production(), "alice", &[], 2, &members);
+        assert_eq!(none_yet.describe(), "waiting for 2 of bob, carol or erin");
+    }
+
+    #[test]
+    fn a_lone_admin_is_told_who_could_approve_and_how_to_get_unstuck() {
+        let members = [member("ann", Role::Admin), member("dave", Role::Developer)];
+        let lone = approvers(&production(), "ann", &[], 1, &members);
+        assert!(!lone.enough());
+        assert_eq!(
+            lone.describe(),
+            "no other release manager or admin exists: add one under People, or an admin may override with a reason"
+        );
+        let members = [
+            member("ann", Role::Admin),
+            member("bob", Role::ReleaseManager),
+        ];
+        let short = approvers(&production(), "ann", &[], 2, &members);
+        assert!(!short.enough());
+        assert_eq!(
+            short.describe(),
+            "only bob can approve and 2 more approvals are needed: add another release manager or admin under People, or an admin may override with a reason"
         );
     }
 }

@@ -1,41 +1,39 @@
-//! The flags page's data: an environment's flags in words, who may change them, and the
-//! environment's history with what each snapshot changed.
+//! The flags page's data: an environment's flags in words, who may change them, the changes
+//! waiting and what the reader may do to each, and the environment's history with what each
+//! snapshot changed (and which were let through by an override).
 
 use std::collections::HashMap;
 
-use sqlx::PgPool;
 use sqlx::types::Json;
 
+use super::change::{ChangeEvent, ChangeState, Decision, Waiting};
 use super::diff::{describe_constraint, diff};
 use super::model::{ClientFeatures, Strategy};
 use super::snapshot::{SnapshotError, SnapshotQuery};
 use super::store::{EnvironmentId, FlagError, FlagStore};
-use crate::environment::{Acting, Action};
-use crate::flag_view::{FlagRow, FlagsPage, HistoryEntry};
-use crate::role::Role;
+use crate::environment::rules::who_may;
+use crate::environment::{Acting, Action, Member, Rules, approvers, decide};
+use crate::flag_view::{FlagRow, FlagsPage, HistoryEntry, Overridden, WaitingChange};
 
-/// Who may change flags in an environment, and whether changes there wait for an approval.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Permission {
-    /// Whether this person may change flags (or approve changes) here.
-    pub allowed: bool,
-    /// The roles that may, in words.
-    pub who: String,
-    /// Whether a change waits for another person's approval (the kill switch never does).
-    pub needs_approval: bool,
-}
-
-/// Who may change flags in an environment, by its rules ([`crate::environment::decide`]): the
-/// roles its protection lets deploy (admins always); where its protection requires approvals,
-/// flag changes wait for one.
-pub async fn permission(
-    pool: &PgPool,
+/// The flags page for one environment, as `acting` (the person reading it) sees it: what they
+/// may change, and for each waiting change what they may do to it, decided by the environment's
+/// rule ([`crate::environment::decide`]) and the change's state machine
+/// ([`super::change_state::ChangeRecord::apply`]), the same two the actions ask.
+pub async fn flags_page(
+    store: &FlagStore,
     project: &str,
     environment: &str,
-    role: Role,
-) -> Result<Permission, FlagError> {
-    let mut conn = pool.acquire().await?;
-    let environment = crate::environment::find(&mut conn, project, environment)
+    acting: &Acting,
+) -> Result<FlagsPage, FlagError> {
+    let env = store.environment(project, environment).await?;
+    let mut conn = store.pool().acquire().await?;
+    let environments = sqlx::query_scalar!(
+        "select name from environment where project_id = $1 order by position",
+        env.project_id
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let rules = crate::environment::find(&mut conn, project, environment)
         .await
         .map_err(|e| match e {
             crate::environment::EnvironmentError::Database(e) => FlagError::Database(e),
@@ -43,84 +41,114 @@ pub async fn permission(
                 project: project.to_owned(),
                 environment: environment.to_owned(),
             },
-        })?;
-    let acting = Acting::Person {
-        name: String::new(),
-        role,
-    };
-    let decision = environment.decide(&acting, Action::ChangeFlags);
-    Ok(Permission {
-        allowed: decision.is_ok(),
-        who: crate::environment::rules::who_may(&environment.protection.allowed_roles),
-        needs_approval: environment.protection.required_approvals > 0,
-    })
-}
-
-/// The flags page for one environment, as a person with `role` sees it.
-pub async fn flags_page(
-    store: &FlagStore,
-    project: &str,
-    environment: &str,
-    role: Role,
-) -> Result<FlagsPage, FlagError> {
-    let env = store.environment(project, environment).await?;
-    let environments = sqlx::query_scalar!(
-        "select name from environment where project_id = $1 order by position",
-        env.project_id
-    )
-    .fetch_all(store.pool())
-    .await?;
-    let permission = permission(store.pool(), project, environment, role).await?;
+        })?
+        .rules();
+    let members = crate::environment::members(&mut conn).await?;
     let waiting = super::change::FlagChanges::new(store)
         .waiting(env.id)
-        .await?;
+        .await?
+        .into_iter()
+        .map(|change| waiting_change(&rules, acting, &members, change))
+        .collect();
     let version = sqlx::query_scalar!(
         r#"select coalesce(max(version), 0) as "version!" from flag_snapshot where environment_id = $1"#,
         env.id.0
     )
-    .fetch_one(store.pool())
+    .fetch_one(&mut *conn)
     .await?;
+    drop(conn);
     let flags = store
         .flags(env.id)
         .await?
         .into_iter()
-        .map(|flag| {
-            let strategies = &flag.state.strategies;
-            FlagRow {
-                rollout: single_rollout(strategies),
-                targeting: strategies.iter().map(describe_strategy).collect(),
-                variants: flag
-                    .state
-                    .variants
-                    .iter()
-                    .map(|v| format!("{} {} %", v.name, f64::from(v.weight) / 10.0))
-                    .collect(),
-                strategies_json: serde_json::to_string_pretty(strategies).unwrap_or_default(),
-                variants_json: serde_json::to_string_pretty(&flag.state.variants)
-                    .unwrap_or_default(),
-                enabled: flag.state.enabled,
-                name: flag.name,
-                flag_type: flag.flag_type.as_str().to_string(),
-                description: flag.description,
-                owner: flag.owner,
-                stale: flag.stale,
-                potentially_stale: flag.potentially_stale,
-                changed_at: flag.changed_at,
-                changed_by: flag.changed_by,
-            }
-        })
+        .map(flag_row)
         .collect();
     Ok(FlagsPage {
         project: env.project_key,
         environment: env.name,
         environments,
         version,
-        can_change: permission.allowed,
-        who_may_change: permission.who,
-        needs_approval: permission.needs_approval,
+        can_change: decide(&rules, acting, Action::ChangeFlags).is_ok(),
+        who_may_change: who_may(&rules.protection.allowed_roles),
+        required_approvals: rules.protection.required_approvals,
         waiting,
         flags,
     })
+}
+
+fn flag_row(flag: super::store::FlagSummary) -> FlagRow {
+    let strategies = &flag.state.strategies;
+    FlagRow {
+        rollout: single_rollout(strategies),
+        targeting: strategies.iter().map(describe_strategy).collect(),
+        variants: flag
+            .state
+            .variants
+            .iter()
+            .map(|v| format!("{} {} %", v.name, f64::from(v.weight) / 10.0))
+            .collect(),
+        strategies_json: serde_json::to_string_pretty(strategies).unwrap_or_default(),
+        variants_json: serde_json::to_string_pretty(&flag.state.variants).unwrap_or_default(),
+        enabled: flag.state.enabled,
+        name: flag.name,
+        flag_type: flag.flag_type.as_str().to_string(),
+        description: flag.description,
+        owner: flag.owner,
+        stale: flag.stale,
+        potentially_stale: flag.potentially_stale,
+        changed_at: flag.changed_at,
+        changed_by: flag.changed_by,
+    }
+}
+
+/// A waiting change as `acting` sees it: Approve only when the rule admits them and the state
+/// machine would count their approval (not the requester's, not a second one), who else could
+/// approve, and the override for admins.
+fn waiting_change(
+    rules: &Rules,
+    acting: &Acting,
+    members: &[Member],
+    change: Waiting,
+) -> WaitingChange {
+    let record = &change.record;
+    let pending = record.state == ChangeState::Pending;
+    let me = acting.name();
+    let may_decide = decide(rules, acting, Action::Approve).is_ok();
+    let approve = ChangeEvent::Decided {
+        decision: Decision::Approve,
+        by: me.to_string(),
+    };
+    let counts = record
+        .apply(&approve, change.requested_at)
+        .is_ok_and(|next| next != *record);
+    let required = u8::try_from(record.required_approvals).unwrap_or(u8::MAX);
+    let approvers = pending.then(|| {
+        approvers(
+            rules,
+            &record.requested_by,
+            &record.approved_by,
+            required,
+            members,
+        )
+    });
+    WaitingChange {
+        id: change.id,
+        flag: change.flag,
+        summary: change.summary,
+        requested_at: change.requested_at,
+        apply_at: change.apply_at,
+        needs_approval: pending,
+        required_approvals: required,
+        waiting_for: approvers.as_ref().map(|a| a.describe()),
+        stuck: approvers.as_ref().is_some_and(|a| !a.enough()),
+        overridden_by: record.overridden_by.clone(),
+        can_approve: pending && may_decide && counts,
+        can_reject: may_decide && me != record.requested_by,
+        can_cancel: may_decide || me == record.requested_by,
+        can_override: pending && decide(rules, acting, Action::OverrideApprovals).is_ok(),
+        approved_by: record.approved_by.clone(),
+        requested_by: record.requested_by.clone(),
+    }
 }
 
 /// The newest snapshots of an environment, each with what it changed. The states are read in
@@ -154,6 +182,29 @@ pub async fn history(
     .into_iter()
     .map(|r| (r.version, r.state.0))
     .collect();
+    let mut overrides: HashMap<i64, Overridden> = sqlx::query!(
+        r#"select applied_version as "version!", overridden_by as "by!", override_reason as "reason!",
+                  cardinality(approved_by) as "approvals!", required_approvals
+           from flag_change
+           where environment_id = $1 and applied_version between $2 and $3
+             and overridden_by is not null"#,
+        environment.0,
+        oldest.version,
+        newest.version
+    )
+    .fetch_all(store.pool())
+    .await?
+    .into_iter()
+    .map(|r| {
+        let overridden = Overridden {
+            by: r.by,
+            reason: r.reason,
+            approvals: usize::try_from(r.approvals).unwrap_or(0),
+            required: u8::try_from(r.required_approvals).unwrap_or(u8::MAX),
+        };
+        (r.version, overridden)
+    })
+    .collect();
     Ok(page
         .snapshots
         .into_iter()
@@ -184,6 +235,7 @@ pub async fn history(
                 reason: snapshot.reason,
                 restored_from: snapshot.restored_from,
                 changes,
+                overridden: overrides.remove(&snapshot.version),
             }
         })
         .collect())
