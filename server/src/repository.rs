@@ -1,58 +1,38 @@
-//! Projects' git repositories: pointing a project at one, and making one (for the sample, or a
-//! team starting from a directory) with a hook that starts a run on every push.
+//! Projects' git repositories on this machine: making one (for the sample, or a team starting
+//! from a directory) with a hook that starts a run on every push, and checking that a path is
+//! one. Pointing the project at it and issuing the hook's token are the domain's use cases
+//! (`domain::project::repository`).
 
 use anyhow::{Context, bail};
-use domain::audit::{Actor, AuditRecord, Origin};
-use domain::auth::{Scope, Tokens};
+use domain::audit::{Actor, Origin};
+use domain::project::repository::{self, Location};
 use sqlx::PgPool;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Records where a project's code is. A path must be a git repository on this machine.
 pub async fn set(pool: &PgPool, project: &str, location: &str, actor: Actor) -> anyhow::Result<()> {
-    let is_url = location.contains("://") || location.starts_with("git@");
-    if !is_url {
-        let path = Path::new(location);
-        if !path.is_absolute() {
-            bail!("give an absolute path or a git URL, not `{location}`");
-        }
+    let location = Location::parse(location)?;
+    if location.is_path() {
         let ok = Command::new("git")
             .arg("-C")
-            .arg(path)
+            .arg(location.as_ref())
             .args(["rev-parse", "--git-dir"])
             .output()?
             .status
             .success();
         if !ok {
-            bail!("{location} is not a git repository");
+            bail!("{} is not a git repository", location.as_ref());
         }
     }
     let mut tx = pool.begin().await?;
-    let before = sqlx::query_scalar!(
-        "select repository from project where project_key = $1 for update",
-        project
-    )
-    .fetch_optional(&mut *tx)
-    .await?
-    .with_context(|| format!("there is no project `{project}`; load its flightdeck.yml first"))?;
-    sqlx::query!(
-        "update project set repository = $2 where project_key = $1",
-        project,
-        location
-    )
-    .execute(&mut *tx)
-    .await?;
-    AuditRecord::new(actor, "project.repository_set", &Origin::default())
-        .target(project)
-        .details(serde_json::json!({ "before": before, "after": location }))
-        .write(&mut *tx)
-        .await?;
+    repository::set(&mut tx, project, &location, actor, &Origin::default()).await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// Creates `<data dir>/repos/<project>.git` from `from` (first time only), installs the push hook
-/// with a fresh `runs:write` token, and points the project at it. Returns the repository path.
+/// Creates `<data dir>/repos/<project>.git` from `from` (first time only), points the project at
+/// it with a fresh push-hook token, and installs the hook. Returns the repository path.
 pub async fn create(
     pool: &PgPool,
     data_dir: &Path,
@@ -68,52 +48,42 @@ pub async fn create(
     }
     let repo = data_dir.join("repos").join(format!("{project}.git"));
     if !repo.join("HEAD").exists() {
-        std::fs::create_dir_all(&repo)?;
-        git(
-            &repo,
-            &["init", "--quiet", "--bare", "--initial-branch=main"],
-        )?;
-        let work = tempdir(data_dir)?;
-        copy_dir(from, &work).with_context(|| format!("cannot copy {}", from.display()))?;
-        git(&work, &["init", "--quiet", "--initial-branch=main"])?;
-        git(&work, &["add", "--all"])?;
-        git(
-            &work,
-            &[
-                "-c",
-                "user.name=Flightdeck",
-                "-c",
-                "user.email=flightdeck@localhost",
-                "commit",
-                "--quiet",
-                "-m",
-                "Start the project",
-            ],
-        )?;
-        git(
-            &work,
-            &[
-                "push",
-                "--quiet",
-                repo.to_str().context("a UTF-8 path")?,
-                "main",
-            ],
-        )?;
-        std::fs::remove_dir_all(&work)?;
+        make_repository(data_dir, &repo, from)?;
     }
-    let token_name = format!("push hook of {project}");
-    let tokens = Tokens::new(pool.clone());
-    for old in tokens.list().await? {
-        if old.name == token_name && old.revoked_at.is_none() {
-            tokens.revoke(uuid::Uuid::parse_str(&old.id)?).await?;
-        }
-    }
-    let token = tokens
-        .create(&token_name, &[Scope::RunsWrite], None, None)
-        .await?;
-    install_hook(&repo, project, server_url, &token.secret)?;
-    set(pool, project, repo.to_str().context("a UTF-8 path")?, actor).await?;
+    let location = Location::parse(repo.to_str().context("a UTF-8 path")?)?;
+    let token = repository::host(pool, project, &location, actor, &Origin::default()).await?;
+    install_hook(&repo, project, server_url, &token)?;
     Ok(repo)
+}
+
+/// A bare repository at `repo` whose first commit holds `from`'s files.
+fn make_repository(data_dir: &Path, repo: &Path, from: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(repo)?;
+    git(
+        repo,
+        &["init", "--quiet", "--bare", "--initial-branch=main"],
+    )?;
+    let work = tempdir(data_dir)?;
+    copy_dir(from, &work).with_context(|| format!("cannot copy {}", from.display()))?;
+    git(&work, &["init", "--quiet", "--initial-branch=main"])?;
+    git(&work, &["add", "--all"])?;
+    git(
+        &work,
+        &[
+            "-c",
+            "user.name=Flightdeck",
+            "-c",
+            "user.email=flightdeck@localhost",
+            "commit",
+            "--quiet",
+            "-m",
+            "Start the project",
+        ],
+    )?;
+    let target = repo.to_str().context("a UTF-8 path")?;
+    git(&work, &["push", "--quiet", target, "main"])?;
+    std::fs::remove_dir_all(&work)?;
+    Ok(())
 }
 
 /// The post-receive hook: one API call per pushed branch. The token is kept beside it, readable

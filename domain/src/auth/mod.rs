@@ -8,7 +8,7 @@ mod password;
 mod principal;
 mod secret;
 mod session;
-mod token;
+pub(crate) mod token;
 mod user;
 
 pub use crate::scope::{Scope, UnknownScope};

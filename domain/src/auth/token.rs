@@ -5,7 +5,7 @@ use super::secret::Secret;
 use crate::people::{NewToken, TokenSummary};
 use crate::scope::{Scope, UnknownScope};
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 /// What every API token starts with, so a leaked one is recognisable (and junk is not looked up).
@@ -23,6 +23,40 @@ pub enum TokenError {
     NotFound(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+}
+
+/// Issues a token in the caller's transaction: its id and its secret, which is never stored.
+pub async fn issue(
+    conn: &mut PgConnection,
+    name: &str,
+    scopes: &[Scope],
+    created_by: Option<Uuid>,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<(Uuid, Secret), TokenError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(TokenError::BadName);
+    }
+    if scopes.is_empty() {
+        return Err(TokenError::NoScopes);
+    }
+    let secret = Secret::generate(TOKEN_PREFIX);
+    let prefix: String = secret.expose().chars().take(10).collect();
+    let scope_names: Vec<String> = scopes.iter().map(|s| s.as_str().to_string()).collect();
+    let id = sqlx::query_scalar!(
+        r#"insert into api_token (name, token_hash, token_prefix, scopes, created_by, expires_at)
+           values ($1, $2, $3, $4, $5, $6)
+           returning api_token_id"#,
+        name,
+        secret.hash(),
+        prefix,
+        &scope_names,
+        created_by,
+        expires_at,
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((id, secret))
 }
 
 /// The token store.
@@ -43,29 +77,9 @@ impl Tokens {
         created_by: Option<Uuid>,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<NewToken, TokenError> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 100 {
-            return Err(TokenError::BadName);
-        }
-        if scopes.is_empty() {
-            return Err(TokenError::NoScopes);
-        }
-        let secret = Secret::generate(TOKEN_PREFIX);
-        let prefix: String = secret.expose().chars().take(10).collect();
-        let scope_names: Vec<String> = scopes.iter().map(|s| s.as_str().to_string()).collect();
-        let id = sqlx::query_scalar!(
-            r#"insert into api_token (name, token_hash, token_prefix, scopes, created_by, expires_at)
-               values ($1, $2, $3, $4, $5, $6)
-               returning api_token_id"#,
-            name,
-            secret.hash(),
-            prefix,
-            &scope_names,
-            created_by,
-            expires_at,
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let mut conn = self.pool.acquire().await?;
+        let (id, secret) = issue(&mut conn, name, scopes, created_by, expires_at).await?;
+        drop(conn);
         let summary = self
             .list()
             .await?

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 use uuid::Uuid;
 
+pub mod repository;
 mod view;
 
 /// Parsed definitions by the SHA-256 of their text. A stored version never changes, so the
