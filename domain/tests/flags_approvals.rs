@@ -329,3 +329,33 @@ async fn a_lone_admin_overrides_with_a_reason_audited_as_a_security_event_and_sh
     assert_eq!((overridden.approvals, overridden.required), (0, 1));
     assert!(history.iter().skip(1).all(|e| e.overridden.is_none()));
 }
+
+#[tokio::test]
+async fn a_change_that_no_longer_applies_when_approved_fails_and_keeps_its_approval() {
+    let db = TestDb::new().await;
+    let (store, env) = production_needing(&db.pool, 1).await;
+    let changes = FlagChanges::new(&store);
+    let id = ask(&changes, env, &manager("alice")).await;
+    store
+        .archive("shop", &checkout(), Actor::system(), &Origin::default())
+        .await
+        .unwrap();
+
+    assert_eq!(
+        approve(&changes, env, id, &manager("bob")).await.unwrap(),
+        "failed"
+    );
+    assert_eq!(audit(&db.pool, "flag.change_approved").await.len(), 1);
+    assert!(
+        audit(&db.pool, "flag.enabled").await.is_empty(),
+        "nothing applied"
+    );
+    let problem: Option<String> =
+        sqlx::query_scalar("select problem from flag_change where flag_change_id = $1")
+            .bind(id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert!(problem.unwrap().contains("archived"));
+    assert!(changes.waiting(env).await.unwrap().is_empty());
+}
