@@ -144,7 +144,7 @@ fn waiting_change(
         overridden_by: record.overridden_by.clone(),
         can_approve: pending && may_decide && counts,
         can_reject: may_decide && me != record.requested_by,
-        can_cancel: may_decide || me == record.requested_by,
+        can_cancel: may_decide,
         can_override: pending && decide(rules, acting, Action::OverrideApprovals).is_ok(),
         approved_by: record.approved_by.clone(),
         requested_by: record.requested_by.clone(),
