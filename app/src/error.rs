@@ -160,7 +160,7 @@ mod ssr {
         fn from(e: domain::flags::store::FlagError) -> Self {
             use domain::flags::store::FlagError as E;
             match e {
-                E::UnknownProject(_)
+                E::UnknownProject { .. }
                 | E::NoSuchEnvironment { .. }
                 | E::UnknownEnvironment(_)
                 | E::UnknownFlag { .. }

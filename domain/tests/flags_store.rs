@@ -1008,7 +1008,18 @@ async fn bad_input_gives_typed_errors_and_writes_nothing() {
         .create("nope", release("x"), alice(), &origin())
         .await
         .unwrap_err();
-    assert!(matches!(error, FlagError::UnknownProject(_)), "{error}");
+    assert!(matches!(error, FlagError::UnknownProject { .. }), "{error}");
+    assert_eq!(
+        error.to_string(),
+        "there is no project `nope`; the projects are studybuddy"
+    );
+    let error = store.environment("studybuddy", "prod").await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "project `studybuddy` has no environment `prod`; its environments are production"
+    );
+    let error = store.environment("nope", "production").await.unwrap_err();
+    assert!(matches!(error, FlagError::UnknownProject { .. }), "{error}");
     let error = store
         .create(
             "studybuddy",

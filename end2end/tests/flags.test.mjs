@@ -62,6 +62,11 @@ test('a developer creates a flag, switches it on and rolls it out; the SDK follo
   const card = page.locator('[data-flag="smart-reminders"]');
   await card.getByText('Off for everyone').waitFor();
   assert.equal(sdk.isEnabled('smart-reminders'), false);
+  // The create form closed, emptied for the next flag.
+  await page.waitForFunction(() => document.querySelector('details.add-form')?.open === false);
+  await page.getByText('Create a flag').click();
+  assert.equal(await page.locator('details.add-form').getByLabel('Flag name').inputValue(), '');
+  await page.getByText('Create a flag').click();
 
   await card.getByRole('switch', { name: 'smart-reminders: turn on' }).click();
   await card.getByText('On for everyone').waitFor();

@@ -251,7 +251,7 @@ fn init_tracing(verbose: u8, long_running: bool) {
     use tracing_subscriber::EnvFilter;
     let default = match (verbose, long_running) {
         (0, true) => "info,sqlx=warn,tower_http=warn",
-        (0, false) => "warn",
+        (0, false) => "warn,sqlx=error",
         (1, _) => "debug,sqlx=warn,hyper=info,h2=info",
         _ => "trace",
     };

@@ -486,10 +486,24 @@ where
 
 #[component]
 fn CreateFlag(project: String, create: ServerAction<CreateFlag>) -> impl IntoView {
+    // Once the flag exists the form closes empty, ready for the next one; on a refusal it stays
+    // open with what was typed, beside the reason.
+    let details = NodeRef::<leptos::html::Details>::new();
+    let form = NodeRef::<leptos::html::Form>::new();
+    Effect::new(move |_| {
+        if matches!(create.value().get(), Some(Ok(_))) {
+            if let Some(form) = form.get_untracked() {
+                form.reset();
+            }
+            if let Some(details) = details.get_untracked() {
+                details.set_open(false);
+            }
+        }
+    });
     view! {
-        <details class="add-form">
+        <details class="add-form" node_ref=details>
             <summary class="button">"Create a flag"</summary>
-            <ActionForm action=create attr:class="form-grid">
+            <ActionForm action=create node_ref=form attr:class="form-grid">
                 <input type="hidden" name="project" value=project />
                 <label>"Flag name"<input name="name" required placeholder="e.g. new-checkout" autocomplete="off" /></label>
                 <label>"Type"

@@ -40,6 +40,7 @@ pub async fn flags_page(
             _ => FlagError::NoSuchEnvironment {
                 project: project.to_owned(),
                 environment: environment.to_owned(),
+                known: environments.clone(),
             },
         })?
         .rules();

@@ -48,7 +48,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::definition::{
@@ -169,15 +169,67 @@ pub struct FlagSummary {
     pub changed_by: String,
 }
 
+/// "; the projects are a, b" after a name that matched none of them (nothing when none exist).
+fn listed(what: &str, known: &[String]) -> String {
+    if known.is_empty() {
+        String::new()
+    } else {
+        format!("; {what} {}", known.join(", "))
+    }
+}
+
+/// The refusal of a project key that names no project, listing the ones there are.
+pub(crate) async fn unknown_project(conn: &mut PgConnection, project: &str) -> FlagError {
+    match sqlx::query_scalar!("select project_key from project order by project_key")
+        .fetch_all(&mut *conn)
+        .await
+    {
+        Ok(known) => FlagError::UnknownProject {
+            project: project.to_owned(),
+            known,
+        },
+        Err(error) => FlagError::Database(error),
+    }
+}
+
+/// The refusal of an environment name that is not one of `project`'s (or of a project that does
+/// not exist), listing what there is.
+pub(crate) async fn unknown_environment(
+    conn: &mut PgConnection,
+    project: &str,
+    environment: &str,
+) -> FlagError {
+    let known = sqlx::query_scalar!(
+        r#"select e.name from environment e join project p using (project_id)
+           where p.project_key = $1 order by e.position"#,
+        project
+    )
+    .fetch_all(&mut *conn)
+    .await;
+    match known {
+        Ok(known) if known.is_empty() => unknown_project(conn, project).await,
+        Ok(known) => FlagError::NoSuchEnvironment {
+            project: project.to_owned(),
+            environment: environment.to_owned(),
+            known,
+        },
+        Err(error) => FlagError::Database(error),
+    }
+}
+
 /// Why a flag, segment or dependency change was refused. Nothing was written.
 #[derive(Debug, thiserror::Error)]
 pub enum FlagError {
-    #[error("there is no project `{0}`")]
-    UnknownProject(String),
-    #[error("project `{project}` has no environment `{environment}`")]
+    #[error("there is no project `{project}`{}", listed("the projects are", known))]
+    UnknownProject { project: String, known: Vec<String> },
+    #[error(
+        "project `{project}` has no environment `{environment}`{}",
+        listed("its environments are", known)
+    )]
     NoSuchEnvironment {
         project: String,
         environment: String,
+        known: Vec<String>,
     },
     #[error("there is no environment {0}")]
     UnknownEnvironment(EnvironmentId),

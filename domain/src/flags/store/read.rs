@@ -15,13 +15,15 @@ pub async fn segments(
     conn: &mut PgConnection,
     project: &str,
 ) -> Result<Vec<SegmentInfo>, FlagError> {
-    let project_id = sqlx::query_scalar!(
+    let Some(project_id) = sqlx::query_scalar!(
         "select project_id from project where project_key = $1",
         project
     )
     .fetch_optional(&mut *conn)
     .await?
-    .ok_or_else(|| FlagError::UnknownProject(project.to_owned()))?;
+    else {
+        return Err(super::unknown_project(conn, project).await);
+    };
     let rows = sqlx::query!(
         r#"select segment_id, name, description,
                   constraints as "constraints: Json<Vec<Constraint>>", updated_at

@@ -104,10 +104,13 @@ pub(crate) async fn find_environment(
 /// Locks every environment of the project `key`: what a transaction that changes the project's
 /// flags or segments, or several of its environments, takes first (see the lock order).
 pub async fn lock_project(conn: &mut PgConnection, key: &str) -> Result<LockedProject, FlagError> {
-    let id = sqlx::query_scalar!("select project_id from project where project_key = $1", key)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| FlagError::UnknownProject(key.to_owned()))?;
+    let Some(id) =
+        sqlx::query_scalar!("select project_id from project where project_key = $1", key)
+            .fetch_optional(&mut *conn)
+            .await?
+    else {
+        return Err(super::unknown_project(conn, key).await);
+    };
     Ok(lock_project_environments(conn, id, key).await?)
 }
 

@@ -38,11 +38,11 @@ impl FlagStore {
             environment
         )
         .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| FlagError::NoSuchEnvironment {
-            project: project.to_owned(),
-            environment: environment.to_owned(),
-        })?;
+        .await?;
+        let Some(row) = row else {
+            let mut conn = self.pool.acquire().await?;
+            return Err(super::unknown_environment(&mut conn, project, environment).await);
+        };
         Ok(Environment {
             id: EnvironmentId(row.environment_id),
             project_id: row.project_id,
