@@ -127,6 +127,7 @@ test('on a phone a release manager flips the kill switch and restores the flags 
   await card.getByText('On for 100 % of users').waitFor();
   const before = Number(await page.locator('.history-entry').first().getAttribute('data-version'));
 
+  await assertFitsPhone(page, 'the flags page');
   const kill = card.getByRole('button', { name: 'Kill switch', exact: true });
   const box = await kill.boundingBox();
   assert.ok(box.height >= 48 && box.width >= PHONE.width * 0.7, `the kill switch is one big tap (${box.width}×${box.height})`);
@@ -172,6 +173,7 @@ test('in production a change waits for a second release manager; a scheduled cha
     const card = page.locator('[data-flag="smart-reminders"]');
     await card.getByRole('switch', { name: 'smart-reminders: turn on' }).click();
     await page.getByText("Asked for: the change waits for another person's approval.").waitFor();
+    await assertFitsPhone(page, 'the flags page with a waiting change');
     const waiting = page.locator('.waiting-change').first();
     await waiting.getByText('smart-reminders on').waitFor();
     await card.getByText('Off for everyone').waitFor();

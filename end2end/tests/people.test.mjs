@@ -111,6 +111,7 @@ test('the first admin is created through the one-time setup link', async () => {
     await page.getByLabel('Your name').fill('First Admin');
     await page.getByLabel('Password (at least 10 characters)').fill(PASSWORD);
     await page.getByLabel('Password again').fill(PASSWORD);
+    await assertFitsPhone(page, 'the setup page');
     await shot(page, 'setup-phone');
     await page.getByRole('button', { name: 'Create admin' }).click();
     await page.waitForURL(/\/login\?created=1/);
