@@ -101,6 +101,8 @@ test('on a phone the phases stack and a release manager pauses and resumes a sch
   await page.setViewportSize(PHONE);
   await signIn(page, portal, 'rhea');
   await hydrated(page);
+  // Signing in moves to the overview in the page, which then loads the pipeline: wait for it.
+  await page.locator('.phase').nth(3).waitFor();
   const tops = await page.$$eval('.phase', (phases) => phases.map((p) => p.getBoundingClientRect()));
   assert.equal(tops.length, 4);
   for (let i = 1; i < tops.length; i++) assert.ok(tops[i].top >= tops[i - 1].bottom, 'phases are stacked');
