@@ -41,27 +41,8 @@ fn checkout() -> FlagName {
 /// Project `shop` whose production needs `approvals` release managers' approvals, with the flag
 /// `checkout` (off).
 async fn production_needing(pool: &PgPool, approvals: u8) -> (FlagStore, EnvironmentId) {
-    let source = format!(
-        "project: {{ name: shop, key: shop }}\nphases:\n  ci:\n    title: CI\n    stages:\n      checks:\n        title: Checks\n        jobs:\n          hello:\n            steps: [echo hi]\nenvironments:\n  production:\n    protection:\n      required_approvals: {approvals}\n      allowed_roles: [release-manager]\n"
-    );
-    domain::project::load_definition(
-        pool,
-        domain::project::DefinitionUpload {
-            source: &source,
-            origin_label: "test",
-            expected_project: None,
-        },
-        &Acting::Operator {
-            name: "test".into(),
-        },
-        Actor::system(),
-        &Origin::default(),
-    )
-    .await
-    .expect("the definition loads");
-    let store = FlagStore::new(pool.clone());
-    let env = store.environment("shop", "production").await.unwrap().id;
-    with_checkout(store, env).await
+    let env = support::project_with_approvals(pool, "shop", &["production"], approvals).await[0];
+    with_checkout(FlagStore::new(pool.clone()), env).await
 }
 
 /// Creates the flag `checkout` (off) in project `shop`.

@@ -70,11 +70,22 @@ impl Drop for TestDb {
 /// A project with the given environments, loaded from a definition as the portal does.
 /// `production` requires one approval and release managers, as in the sample.
 pub async fn project(pool: &PgPool, key: &str, environments: &[&str]) -> Vec<EnvironmentId> {
+    project_with_approvals(pool, key, environments, 1).await
+}
+
+/// Like [`project`], with `production` requiring `approvals` release managers' approvals.
+#[allow(dead_code)] // not every test binary that shares this module uses it
+pub async fn project_with_approvals(
+    pool: &PgPool,
+    key: &str,
+    environments: &[&str],
+    approvals: u8,
+) -> Vec<EnvironmentId> {
     let declared: String = environments
         .iter()
         .map(|name| match *name {
             "production" => format!(
-                "  {name}:\n    protection:\n      required_approvals: 1\n      allowed_roles: [release-manager]\n"
+                "  {name}:\n    protection:\n      required_approvals: {approvals}\n      allowed_roles: [release-manager]\n"
             ),
             _ => format!("  {name}: {{}}\n"),
         })
