@@ -36,6 +36,8 @@ pub enum Trigger {
     Api,
     /// A schedule fired.
     Schedule,
+    /// A deployment runs its jobs (its deploy job, the tests after it) as a run.
+    Deployment,
 }
 
 impl Trigger {
@@ -46,6 +48,7 @@ impl Trigger {
             Trigger::Manual => "manual",
             Trigger::Api => "api",
             Trigger::Schedule => "schedule",
+            Trigger::Deployment => "deployment",
         }
     }
 }
