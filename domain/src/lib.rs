@@ -13,6 +13,7 @@ pub mod clock;
 pub mod flag_view;
 pub mod overview;
 pub mod people;
+pub mod release_view;
 pub mod role;
 pub mod run_view;
 pub mod scope;
@@ -25,6 +26,8 @@ pub mod auth;
 #[cfg(feature = "server")]
 pub mod db;
 #[cfg(feature = "server")]
+pub mod deployment;
+#[cfg(feature = "server")]
 pub mod definition;
 #[cfg(feature = "server")]
 pub mod environment;
@@ -34,5 +37,7 @@ pub mod flags;
 pub mod portal;
 #[cfg(feature = "server")]
 pub mod project;
+#[cfg(feature = "server")]
+pub mod release;
 #[cfg(feature = "server")]
 pub mod run;

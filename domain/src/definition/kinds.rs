@@ -68,6 +68,7 @@ impl Checker {
         let Some(raw) = raw else {
             return Some(ManualStage {
                 hook: None,
+                checklist: None,
                 steps: Vec::new(),
             });
         };
@@ -88,8 +89,22 @@ impl Checker {
             found
         });
         let steps = self.steps(raw.steps.as_deref().unwrap_or_default());
+        let checklist = raw.checklist.as_ref().map(|c| {
+            let path = c.value.trim();
+            if path.is_empty() || path.starts_with('/') || path.split('/').any(|p| p == "..") {
+                self.error(
+                    &c.referenced,
+                    format!(
+                        "checklist `{}` must be a path inside the repository, like docs/manual-tests.md",
+                        c.value
+                    ),
+                );
+            }
+            path.to_string()
+        });
         Some(ManualStage {
             hook: optional(hook)?,
+            checklist,
             steps: steps?,
         })
     }

@@ -67,9 +67,12 @@
 //! # Stages
 //! Every stage has a name unique across the whole pipeline, an optional `title` (default: the
 //! name in words), `description` and `needs`, and exactly one of these keys:
-//! - `manual`: done by people outside Flightdeck (writing code, testing by hand); shown, never
-//!   run. Optional `hook` (pre-commit, commit-msg or pre-push) and `steps` (the commands the
-//!   hook runs, shown so everyone runs the same). `manual:` alone is fine.
+//! - `manual`: done by people (writing code, testing by hand). Before the first deploy stage it
+//!   happens on laptops and is shown, never run. After a deploy it is a checklist in the
+//!   deployment that people tick: the numbered items of `checklist` (a markdown file in the
+//!   repository, read at the release's commit), or one item, the stage itself. Optional `hook`
+//!   (pre-commit, commit-msg or pre-push) and `steps` (the commands the hook runs, shown so
+//!   everyone runs the same). `manual:` alone is fine.
 //! - `jobs`: name → job, run by runners; jobs run in parallel unless their `needs` say otherwise.
 //! - `gate`: `role` and `approvals` (1–10, default 1).
 //! - `deploy`: `environment`; `publish` (web or asset-bundle artifacts served as the

@@ -264,6 +264,9 @@ impl StageKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManualStage {
     pub hook: Option<GitHook>,
+    /// A markdown file in the repository (at the release's commit) whose numbered items people
+    /// tick when a deployment reaches this stage.
+    pub checklist: Option<String>,
     /// The commands the hook runs, shown so everyone runs the same ones.
     pub steps: Vec<Step>,
 }

@@ -187,6 +187,9 @@ impl RawStage {
 pub(super) struct RawManualStage {
     #[serde(default)]
     pub hook: Option<Text>,
+    /// A markdown file in the repository whose numbered items people tick.
+    #[serde(default)]
+    pub checklist: Option<Text>,
     #[serde(default)]
     pub steps: Option<Vec<Spanned<RawStep>>>,
 }

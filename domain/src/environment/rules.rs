@@ -10,6 +10,9 @@
 //! | override approvals    | admins (with a reason, audited as security)       | –                   |
 //! | override a window     | release managers, admins                          | –                   |
 //! | roll back             | `rollback.manual.roles`, admins                   | – (never waits)     |
+//! | decide a gate         | the gate's `role`, admins                         | the gate's count    |
+//! | tick a checklist      | QA, developers, release managers, admins          | –                   |
+//! | pass/fail a check     | release managers, admins (with a reason)          | –                   |
 //! | change governance     | release managers, admins                          | –                   |
 //!
 //! `required_approvals: 2` means two people other than the one asking, each counted once; who
@@ -35,6 +38,12 @@ pub enum Action {
     RollBack,
     /// Changing an environment's protection or deploy window, or the rollback policy.
     ChangeGovernance,
+    /// Approving or rejecting a release at a gate that asks for this role.
+    DecideGate(Role),
+    /// Ticking an item of a manual stage's checklist (or failing the stage with a note).
+    TickChecklist,
+    /// Passing or failing a health check that could not measure anything.
+    JudgeCheck,
 }
 
 impl Action {
@@ -49,6 +58,9 @@ impl Action {
             Action::ChangeGovernance => {
                 "change who may deploy (protection, deploy windows, the rollback policy)"
             }
+            Action::DecideGate(_) => "approve or reject at this gate",
+            Action::TickChecklist => "tick the manual test checklist",
+            Action::JudgeCheck => "pass or fail a health check by hand",
         }
     }
 }
@@ -111,6 +123,9 @@ pub fn decide(rules: &Rules, acting: &Acting, action: Action) -> Result<Permit, 
         Action::OverrideApprovals => Vec::new(),
         Action::OverrideWindow | Action::ChangeGovernance => vec![Role::ReleaseManager],
         Action::RollBack => rules.rollback_roles.clone(),
+        Action::DecideGate(role) => vec![role],
+        Action::TickChecklist => vec![Role::Qa, Role::Developer, Role::ReleaseManager],
+        Action::JudgeCheck => vec![Role::ReleaseManager],
     };
     let approvals = match action {
         Action::ChangeFlags | Action::Deploy => rules.protection.required_approvals,

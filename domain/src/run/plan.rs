@@ -7,11 +7,11 @@
 
 use super::spec::{ArtifactWire, JobSpec, StepSpec};
 use super::transition::{Event, Member, aggregate};
-use crate::definition::{Definition, StageKind};
+use crate::definition::{Definition, Stage, StageKind};
 use crate::state::RunState;
 use std::collections::HashMap;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PlannedStage {
     pub name: String,
     pub title: String,
@@ -19,7 +19,7 @@ pub struct PlannedStage {
     pub jobs: Vec<PlannedJob>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PlannedJob {
     pub name: String,
     pub needs: Vec<String>,
@@ -40,51 +40,57 @@ pub fn plan_run(definition: &Definition) -> Vec<PlannedStage> {
     let names: Vec<&str> = in_run.iter().map(|s| s.name.as_str()).collect();
     in_run
         .iter()
-        .map(|stage| PlannedStage {
-            name: stage.name.to_string(),
-            title: stage.title.clone(),
-            needs: stage
-                .needs
-                .iter()
-                .map(|n| n.to_string())
-                .filter(|n| names.contains(&n.as_str()))
-                .collect(),
-            jobs: stage
-                .jobs()
-                .iter()
-                .map(|job| PlannedJob {
-                    name: job.name.to_string(),
-                    needs: job.needs.iter().map(|n| n.to_string()).collect(),
-                    runs_on: job.runs_on.clone(),
-                    spec: JobSpec {
-                        steps: job
-                            .steps
-                            .iter()
-                            .map(|s| StepSpec {
-                                name: s.label().to_string(),
-                                run: s.run.clone(),
-                            })
-                            .collect(),
-                        env: job.env.clone(),
-                        secrets: job.secrets.clone(),
-                        timeout_secs: job.timeout.as_secs(),
-                        artifacts: job
-                            .artifacts
-                            .iter()
-                            .map(|a| ArtifactWire {
-                                name: a.name.to_string(),
-                                path: a.path.clone(),
-                                kind: a.kind,
-                            })
-                            .collect(),
-                    },
-                    max_attempts: i32::from(job.retries) + 1,
-                    allow_failure: job.allow_failure,
-                    optional: job.optional,
-                })
-                .collect(),
-        })
+        .map(|stage| plan_stage(stage, &names))
         .collect()
+}
+
+/// One stage's jobs as a run executes them (a jobs stage's jobs, or a deploy stage's job); of
+/// its `needs`, only the stages in `in_run` are kept.
+pub fn plan_stage(stage: &Stage, in_run: &[&str]) -> PlannedStage {
+    PlannedStage {
+        name: stage.name.to_string(),
+        title: stage.title.clone(),
+        needs: stage
+            .needs
+            .iter()
+            .map(|n| n.to_string())
+            .filter(|n| in_run.contains(&n.as_str()))
+            .collect(),
+        jobs: stage
+            .jobs()
+            .iter()
+            .map(|job| PlannedJob {
+                name: job.name.to_string(),
+                needs: job.needs.iter().map(|n| n.to_string()).collect(),
+                runs_on: job.runs_on.clone(),
+                spec: JobSpec {
+                    steps: job
+                        .steps
+                        .iter()
+                        .map(|s| StepSpec {
+                            name: s.label().to_string(),
+                            run: s.run.clone(),
+                        })
+                        .collect(),
+                    env: job.env.clone(),
+                    secrets: job.secrets.clone(),
+                    timeout_secs: job.timeout.as_secs(),
+                    artifacts: job
+                        .artifacts
+                        .iter()
+                        .map(|a| ArtifactWire {
+                            name: a.name.to_string(),
+                            path: a.path.clone(),
+                            kind: a.kind,
+                        })
+                        .collect(),
+                },
+                max_attempts: i32::from(job.retries) + 1,
+                allow_failure: job.allow_failure,
+                optional: job.optional,
+            })
+            .collect(),
+    }
 }
 
 /// A job as progress sees it.

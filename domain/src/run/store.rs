@@ -12,7 +12,7 @@
 //! [`save_job`].
 
 use super::job::{JobEvent, JobRecord};
-use super::plan::{JobNode, StageNode, plan_run, progress};
+use super::plan::{JobNode, PlannedStage, StageNode, plan_run, progress};
 use super::transition::{Event, InvalidTransition, Member, aggregate};
 use crate::audit::{Actor, AuditRecord, Origin};
 use crate::clock::{SharedClock, system};
@@ -20,7 +20,7 @@ use crate::definition::{self, Diagnostic};
 use crate::state::RunState;
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 /// How a run started.
@@ -191,61 +191,20 @@ impl Runs {
         if plan.iter().all(|s| s.jobs.is_empty()) {
             return Err(RunError::NothingToRun);
         }
-        let number = sqlx::query_scalar!(
-            r#"select coalesce(max(number), 0) + 1 as "n!" from run where project_id = $1"#,
-            project.project_id
+        let (run_id, number) = insert_run(
+            &mut tx,
+            NewRun {
+                project_id: project.project_id,
+                definition_version_id,
+                trigger,
+                triggered_by: &actor.name,
+                commit,
+                idempotency_key,
+                deployment_stage_id: None,
+            },
+            &plan,
         )
-        .fetch_one(&mut *tx)
         .await?;
-        let run_id = sqlx::query_scalar!(
-            r#"insert into run (project_id, number, state, definition_version_id, trigger, triggered_by,
-                                commit_sha, branch, commit_author, commit_message, idempotency_key)
-               values ($1, $2, 'waiting', $3, $4, $5, $6, $7, $8, $9, $10) returning run_id"#,
-            project.project_id,
-            number,
-            definition_version_id,
-            trigger.as_str(),
-            actor.name,
-            commit.sha,
-            commit.branch,
-            commit.author,
-            commit.message,
-            idempotency_key,
-        )
-        .fetch_one(&mut *tx)
-        .await?;
-        for (stage_position, stage) in plan.iter().enumerate() {
-            let stage_id = sqlx::query_scalar!(
-                r#"insert into run_stage (run_id, name, title, position, needs, state)
-                   values ($1, $2, $3, $4, $5, 'waiting') returning run_stage_id"#,
-                run_id,
-                stage.name,
-                stage.title,
-                stage_position as i32,
-                &stage.needs,
-            )
-            .fetch_one(&mut *tx)
-            .await?;
-            for (position, job) in stage.jobs.iter().enumerate() {
-                sqlx::query!(
-                    r#"insert into job (run_id, run_stage_id, name, position, needs, runs_on, state, spec,
-                                        max_attempts, allow_failure, optional)
-                       values ($1, $2, $3, $4, $5, $6, 'waiting', $7, $8, $9, $10)"#,
-                    run_id,
-                    stage_id,
-                    job.name,
-                    (stage_position * 1000 + position) as i32,
-                    &job.needs,
-                    &job.runs_on,
-                    serde_json::to_value(&job.spec).expect("a job spec serializes"),
-                    job.max_attempts,
-                    job.allow_failure,
-                    job.optional,
-                )
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
         AuditRecord::new(actor, "run.created", origin)
             .target(format!("{project_key}#{number}"))
             .details(json!({ "trigger": trigger.as_str(), "commit": commit.sha, "branch": commit.branch }))
@@ -492,7 +451,7 @@ async fn store_definition(
     .await
 }
 
-pub(super) async fn lock_run(
+pub(crate) async fn lock_run(
     tx: &mut Transaction<'_, Postgres>,
     run_id: Uuid,
 ) -> Result<(), sqlx::Error> {
@@ -574,6 +533,84 @@ pub(super) async fn load_jobs(
     .collect())
 }
 
+/// A run to insert: the CI part of a commit, or a deployment stage's jobs.
+pub struct NewRun<'a> {
+    pub project_id: Uuid,
+    pub definition_version_id: i64,
+    pub trigger: Trigger,
+    pub triggered_by: &'a str,
+    pub commit: &'a Commit,
+    pub idempotency_key: Option<&'a str>,
+    pub deployment_stage_id: Option<Uuid>,
+}
+
+/// Inserts a run with its stages and jobs, all waiting, numbered next in its project. The caller
+/// holds the project's row lock (numbers) and advances the run afterwards.
+pub async fn insert_run(
+    tx: &mut PgConnection,
+    run: NewRun<'_>,
+    plan: &[PlannedStage],
+) -> Result<(Uuid, i64), sqlx::Error> {
+    let number = sqlx::query_scalar!(
+        r#"select coalesce(max(number), 0) + 1 as "n!" from run where project_id = $1"#,
+        run.project_id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let run_id = sqlx::query_scalar!(
+        r#"insert into run (project_id, number, state, definition_version_id, trigger, triggered_by,
+                            commit_sha, branch, commit_author, commit_message, idempotency_key,
+                            deployment_stage_id)
+           values ($1, $2, 'waiting', $3, $4, $5, $6, $7, $8, $9, $10, $11) returning run_id"#,
+        run.project_id,
+        number,
+        run.definition_version_id,
+        run.trigger.as_str(),
+        run.triggered_by,
+        run.commit.sha,
+        run.commit.branch,
+        run.commit.author,
+        run.commit.message,
+        run.idempotency_key,
+        run.deployment_stage_id,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    for (stage_position, stage) in plan.iter().enumerate() {
+        let stage_id = sqlx::query_scalar!(
+            r#"insert into run_stage (run_id, name, title, position, needs, state)
+               values ($1, $2, $3, $4, $5, 'waiting') returning run_stage_id"#,
+            run_id,
+            stage.name,
+            stage.title,
+            stage_position as i32,
+            &stage.needs,
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        for (position, job) in stage.jobs.iter().enumerate() {
+            sqlx::query!(
+                r#"insert into job (run_id, run_stage_id, name, position, needs, runs_on, state, spec,
+                                    max_attempts, allow_failure, optional)
+                   values ($1, $2, $3, $4, $5, $6, 'waiting', $7, $8, $9, $10)"#,
+                run_id,
+                stage_id,
+                job.name,
+                (stage_position * 1000 + position) as i32,
+                &job.needs,
+                &job.runs_on,
+                serde_json::to_value(&job.spec).expect("a job spec serializes"),
+                job.max_attempts,
+                job.allow_failure,
+                job.optional,
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    Ok((run_id, number))
+}
+
 /// The one place a job's record is written.
 pub(super) async fn save_job(
     tx: &mut Transaction<'_, Postgres>,
@@ -606,7 +643,7 @@ pub(super) async fn save_job(
 
 /// Queues what may start, skips what cannot, and brings stage and run states up to date. The
 /// caller holds the transaction; this takes the run's row lock.
-pub(super) async fn advance(
+pub async fn advance(
     tx: &mut Transaction<'_, Postgres>,
     run_id: Uuid,
     now: DateTime<Utc>,
@@ -710,7 +747,7 @@ pub(super) async fn advance(
         })
         .collect();
     let state = aggregate(&members);
-    sqlx::query!(
+    let changed = sqlx::query!(
         "update run set state = $2,
                 started_at = coalesce(started_at, case when $2 in ('running', 'succeeded', 'failed') then now() end),
                 finished_at = case when $2 in ('succeeded', 'failed', 'canceled', 'skipped') then coalesce(finished_at, now()) else null end
@@ -719,6 +756,13 @@ pub(super) async fn advance(
         state.as_str()
     )
     .execute(&mut **tx)
-    .await?;
+    .await?
+    .rows_affected()
+        == 1;
+    if changed && state == RunState::Succeeded {
+        // The transaction that sees the run succeed makes its release (once: one run, one
+        // release), whichever replica finished the last job.
+        crate::release::store::on_run_succeeded(tx, run_id, now).await?;
+    }
     Ok(())
 }

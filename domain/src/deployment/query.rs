@@ -1,0 +1,1 @@
+//! Deployments as pages read them (see `crate::release_view`).

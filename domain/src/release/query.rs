@@ -1,0 +1,1 @@
+//! Releases as pages read them (see `crate::release_view`).

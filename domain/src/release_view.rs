@@ -1,0 +1,227 @@
+//! Releases and deployments as pages show them: plain serde types the browser shares with the
+//! server. The server builds them in `release::query` and `deployment::query`.
+
+use crate::state::RunState;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A release in a list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseSummary {
+    pub version: String,
+    pub number: i64,
+    pub run_number: i64,
+    pub commit_sha: String,
+    pub commit_message: String,
+    pub commit_author: String,
+    pub created_at: DateTime<Utc>,
+    /// Where it stands in each environment, in the definition's order.
+    pub environments: Vec<EnvironmentStatus>,
+}
+
+/// What a release is to one environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvironmentStatus {
+    pub environment: String,
+    pub status: ReleaseStatus,
+    /// In words: "runs there since 3 Dec 18:04", "waiting for QA approval", "rejected by ana: …".
+    pub detail: Option<String>,
+    /// The deployment this is about, when there is one.
+    pub deployment: Option<i64>,
+}
+
+/// A release's standing in one environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReleaseStatus {
+    /// Never deployed there.
+    None,
+    /// A deployment of it is under way.
+    InProgress,
+    /// A deployment of it waits for people (a gate, a checklist, approvals, a window).
+    Waiting,
+    /// It runs there now.
+    Current,
+    /// It ran there before.
+    Ran,
+    /// Someone rejected it there.
+    Rejected,
+    /// Its deployment there failed.
+    Failed,
+}
+
+impl ReleaseStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            ReleaseStatus::None => "not deployed",
+            ReleaseStatus::InProgress => "deploying",
+            ReleaseStatus::Waiting => "waiting",
+            ReleaseStatus::Current => "runs here",
+            ReleaseStatus::Ran => "ran here",
+            ReleaseStatus::Rejected => "rejected",
+            ReleaseStatus::Failed => "failed",
+        }
+    }
+}
+
+/// One commit a release brings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitView {
+    pub sha: String,
+    pub author: String,
+    pub message: String,
+}
+
+/// An artifact of a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseArtifact {
+    pub name: String,
+    pub kind: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    /// Where to download it.
+    pub href: String,
+}
+
+/// A database migration a release carries, and the environments where it would be new.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationView {
+    pub version: i32,
+    pub name: String,
+    pub has_down: bool,
+    /// Environments whose current release does not have it yet.
+    pub new_in: Vec<String>,
+}
+
+/// The release page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseDetail {
+    pub project: String,
+    pub summary: ReleaseSummary,
+    pub branch: String,
+    pub previous: Option<String>,
+    pub notes: String,
+    pub notes_edited_by: Option<String>,
+    pub notes_edited_at: Option<DateTime<Utc>>,
+    /// None until the server has read the commits; then the commits since the previous release.
+    pub commits: Option<Vec<CommitView>>,
+    pub describe_error: Option<String>,
+    pub artifacts: Vec<ReleaseArtifact>,
+    pub migrations: Vec<MigrationView>,
+    pub deployments: Vec<DeploymentSummary>,
+    /// Whether the viewer may edit the notes.
+    pub can_edit_notes: bool,
+    /// Environments the viewer may promote this release into now.
+    pub can_promote_to: Vec<String>,
+}
+
+/// A deployment in a history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentSummary {
+    pub number: i64,
+    pub kind: String,
+    pub environment: String,
+    pub version: String,
+    pub from_version: Option<String>,
+    pub state: RunState,
+    pub reason: Option<String>,
+    pub trigger: String,
+    pub triggered_by: String,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The stage it is at now (or stopped at), with its state.
+    pub current_stage: Option<String>,
+}
+
+/// A stage of a deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentStageView {
+    pub name: String,
+    pub title: String,
+    pub kind: String,
+    pub state: RunState,
+    pub reason: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The run that executes its jobs, when it has any.
+    pub run_number: Option<i64>,
+    /// What it does, in words ("publishes web, assets; migrates db-schema").
+    pub summary: String,
+    /// The checklist of a manual stage.
+    pub checklist: Vec<ChecklistItem>,
+    /// Steps the server recorded (backup, migrations, site switch), in order.
+    pub steps: Vec<StepView>,
+    /// Decisions people made here, oldest first.
+    pub decisions: Vec<DecisionView>,
+    /// What the viewer may do here now.
+    pub actions: Vec<StageAction>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChecklistItem {
+    pub number: i32,
+    pub text: String,
+    pub section: Option<String>,
+    pub ticked_by: Option<String>,
+    pub ticked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepView {
+    pub name: String,
+    pub state: String,
+    pub detail: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionView {
+    pub kind: String,
+    pub item: Option<i32>,
+    pub by: String,
+    pub comment: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// Something a person may do to a stage now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StageAction {
+    Approve,
+    Reject,
+    Tick,
+    Fail,
+    Pass,
+    OverrideWindow,
+}
+
+/// The deployment page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentDetail {
+    pub project: String,
+    pub summary: DeploymentSummary,
+    pub stages: Vec<DeploymentStageView>,
+    pub site_url: Option<String>,
+    pub flag_snapshot_version: Option<i64>,
+    pub runtime_config: Option<serde_json::Value>,
+    /// Whether the viewer may cancel it now.
+    pub can_cancel: bool,
+}
+
+/// An environment as its page shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvironmentView {
+    pub project: String,
+    pub name: String,
+    pub url: Option<String>,
+    pub current_version: Option<String>,
+    pub deployed_at: Option<DateTime<Utc>>,
+    pub in_progress: Option<DeploymentSummary>,
+    pub history: Vec<DeploymentSummary>,
+    /// The next release a promotion would bring, and why none when there is none.
+    pub next_eligible: Option<String>,
+    pub window: Option<String>,
+    pub protection: String,
+}
