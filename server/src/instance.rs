@@ -40,6 +40,8 @@ pub struct InstanceConfig {
     pub webhook_secret: Option<String>,
     /// The runner built into the server, if on.
     pub local_runner: Option<LocalRunner>,
+    /// What deployments change outside Flightdeck: environments' databases, sites and flags.
+    pub world: crate::deployer::world::World,
 }
 
 /// The built-in runner's settings.
@@ -106,7 +108,16 @@ impl Instance {
             shutdown: shutdown.clone(),
             webhook_secret: config.webhook_secret.as_deref().map(Arc::from),
         });
-        let services = crate::engine::start(portal.clone(), shutdown.clone());
+        let mut services = crate::engine::start(portal.clone(), shutdown.clone());
+        services.push(
+            crate::deployer::Deployer {
+                portal: portal.clone(),
+                driver: uuid::Uuid::new_v4(),
+                public_url: public_url.clone(),
+                world: config.world,
+            }
+            .start(&live, shutdown.clone()),
+        );
 
         // Pages stream in several writes; without TCP_NODELAY each waits out the client's
         // delayed ACK.

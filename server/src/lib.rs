@@ -5,6 +5,7 @@ pub mod cli;
 pub mod cli_flags;
 pub mod config;
 pub mod database;
+pub mod deployer;
 pub mod embedded_pg;
 pub mod engine;
 pub mod flag_cache;

@@ -82,6 +82,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             labels,
             data_dir: options.data_dir.clone(),
         }),
+        world: Default::default(),
     })
     .await?;
     println!(

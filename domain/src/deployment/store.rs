@@ -58,8 +58,8 @@ pub async fn create_deployment(
     )
     .fetch_one(&mut *conn)
     .await?;
-    if let Some(key) = new.idempotency_key {
-        if let Some(existing) = sqlx::query!(
+    if let Some(key) = new.idempotency_key
+        && let Some(existing) = sqlx::query!(
             r#"select d.deployment_id, d.number, r.version from deployment d join release r using (release_id)
                where d.environment_id = $1 and d.idempotency_key = $2"#,
             env.environment_id,
@@ -75,7 +75,6 @@ pub async fn create_deployment(
                 created: false,
             });
         }
-    }
     if let Some(busy) = sqlx::query!(
         r#"select d.number, r.version from deployment d join release r using (release_id)
            where d.environment_id = $1 and d.state in ('queued', 'running', 'waiting')"#,
@@ -178,7 +177,9 @@ pub struct PromoteRequest {
 pub enum Promoted {
     Started(Created),
     /// The release already runs there: nothing to do.
-    AlreadyCurrent { version: String },
+    AlreadyCurrent {
+        version: String,
+    },
 }
 
 /// Promotes a release into an environment: the one use case behind the page's button, REST, the
@@ -306,9 +307,9 @@ pub async fn newest_eligible(
             )
             .fetch_optional(&mut *conn)
             .await?;
-            Ok(row.map(|r| (r.release_id, r.version)).ok_or_else(|| {
-                format!("no release has passed every stage of {before} yet")
-            }))
+            Ok(row
+                .map(|r| (r.release_id, r.version))
+                .ok_or_else(|| format!("no release has passed every stage of {before} yet")))
         }
     }
 }
@@ -539,14 +540,14 @@ pub async fn holds(
     driver: Uuid,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query_scalar!(
+    sqlx::query_scalar!(
         r#"select (driver = $2 and lease_expires_at > $3) as "held!" from deployment where deployment_id = $1"#,
         deployment.0,
         driver,
         now
     )
     .fetch_one(&mut *conn)
-    .await?)
+    .await
 }
 
 /// A recorded step's state.

@@ -83,3 +83,60 @@ pub async fn file_at(repository: &str, sha: &str, path: &str) -> Result<Option<S
 pub fn is_local(repository: &str) -> bool {
     Path::new(repository).is_absolute() && Path::new(repository).exists()
 }
+
+/// The commits reachable from `to` and not from `from` (all of `to`'s history when `from` is
+/// None), newest first, at most `limit`: (sha, author "Name <email>", message, committed at).
+pub async fn commits_between(
+    repository: &str,
+    from: Option<&str>,
+    to: &str,
+    limit: usize,
+) -> Result<
+    Vec<(
+        String,
+        String,
+        String,
+        Option<chrono::DateTime<chrono::Utc>>,
+    )>,
+    GitError,
+> {
+    let range = match from {
+        Some(from) => format!("{from}..{to}"),
+        None => to.to_string(),
+    };
+    let max = format!("--max-count={limit}");
+    let out = git(
+        repository,
+        &[
+            "log",
+            &max,
+            "--format=%H%x00%an <%ae>%x00%cI%x00%B%x1e",
+            &range,
+        ],
+    )
+    .await?;
+    if !out.status.success() {
+        return Err(GitError::UnknownRevision {
+            repository: repository.to_string(),
+            rev: range,
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .split('\x1e')
+        .filter_map(|record| {
+            let mut parts = record.trim_start_matches('\n').splitn(4, '\0');
+            let sha = parts.next()?.trim().to_string();
+            if sha.is_empty() {
+                return None;
+            }
+            let author = parts.next()?.to_string();
+            let at = chrono::DateTime::parse_from_rfc3339(parts.next()?.trim())
+                .ok()
+                .map(|t| t.with_timezone(&chrono::Utc));
+            let message = parts.next().unwrap_or_default().trim().to_string();
+            Some((sha, author, message, at))
+        })
+        .collect())
+}

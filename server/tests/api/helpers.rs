@@ -248,6 +248,7 @@ impl TestApp {
             portal,
             webhook_secret: Some(WEBHOOK_SECRET.into()),
             local_runner: None,
+            world: Default::default(),
         })
         .await
         .expect("the server starts");

@@ -4,6 +4,7 @@ mod access;
 mod assets;
 mod binary;
 mod definition;
+mod deployments;
 mod errors;
 mod flags;
 mod helpers;
