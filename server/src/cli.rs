@@ -84,6 +84,11 @@ enum Command {
     /// Manage projects: where their code lives.
     #[command(subcommand)]
     Project(ProjectCommand),
+    /// Promote a release into an environment (a running server drives the deployment).
+    Promote(crate::cli_deploy::PromoteArgs),
+    /// Decide on a deployment's stage: approve, reject, tick, pass, fail, override the window.
+    #[command(subcommand)]
+    Decide(crate::cli_deploy::DecideCommand),
     /// Run jobs for a Flightdeck server, on this machine or another. The first SIGTERM or Ctrl-C
     /// stops taking jobs and waits for those under way; a second one stops them too.
     Runner(crate::runner::RunnerArgs),
@@ -402,6 +407,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let db = Database::open(&database()?, 2).await?;
             let result =
                 user_command(Users::new(db.pool.clone(), Default::default()), command).await;
+            db.close().await;
+            result.map(|()| ExitCode::SUCCESS)
+        }
+        Command::Promote(args) => {
+            let db = Database::open(&database()?, 2).await?;
+            let result = crate::cli_deploy::promote_command(&db, args).await;
+            db.close().await;
+            result.map(|()| ExitCode::SUCCESS)
+        }
+        Command::Decide(command) => {
+            let db = Database::open(&database()?, 2).await?;
+            let result = crate::cli_deploy::decide_command(&db, command).await;
             db.close().await;
             result.map(|()| ExitCode::SUCCESS)
         }

@@ -2,6 +2,7 @@
 //! (pages, server functions, REST API, live events), background services and the CLI.
 
 pub mod cli;
+pub mod cli_deploy;
 pub mod cli_flags;
 pub mod config;
 pub mod database;

@@ -8,6 +8,7 @@ pub mod assets;
 pub mod authz;
 pub mod caller;
 pub mod csrf;
+pub mod deployments;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -100,6 +101,7 @@ pub fn api_routes() -> Routes {
         );
     let routes = api::routes(routes);
     let routes = runs::routes(routes);
+    let routes = deployments::routes(routes);
     let routes = runner_api::routes(routes);
     webhook::routes(routes)
 }

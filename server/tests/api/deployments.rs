@@ -691,3 +691,83 @@ async fn production_waits_for_another_persons_approval_then_for_its_window_check
     .unwrap();
     assert_eq!(security, 1);
 }
+
+#[tokio::test]
+async fn the_rest_api_promotes_once_per_idempotency_key_and_decides_with_the_same_rules() {
+    let app = ship().await;
+    start_green_run(&app).await;
+    wait_stage(&app, 1, "deploy-dev", RunState::Succeeded).await;
+    let qa = app.sign_in("qa1").await;
+    let path = "/api/v1/projects/ship/environments/staging/deployments";
+    let mut numbers = Vec::new();
+    for _ in 0..3 {
+        let response = qa
+            .post(app.url(path))
+            .header("idempotency-key", "nightly-42")
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(status.is_success(), "{status} {body}");
+        numbers.push(body["number"].as_i64().unwrap());
+    }
+    assert_eq!(numbers, [2, 2, 2], "one deployment for one key");
+    // A product manager may not deploy to staging: 403 with the reason.
+    let pm = app.sign_in("pm1").await;
+    let (status, body) = app
+        .api(
+            &pm,
+            reqwest::Method::POST,
+            path,
+            Some(serde_json::json!({})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body.to_string().contains("pm1 may not deploy in staging"),
+        "{body}"
+    );
+    // An API token holds no role.
+    let token = app.token(&[domain::auth::Scope::RunsWrite]).await;
+    let response = app
+        .anonymous()
+        .post(app.url("/api/v1/projects/ship/environments/dev/deployments"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::FORBIDDEN);
+    // Decisions: a bad one says what is wrong; a good one is recorded.
+    wait_stage(&app, 2, "manual-testing", RunState::Waiting).await;
+    let decisions = "/api/v1/projects/ship/deployments/2/stages/manual-testing/decisions";
+    let (status, body) = app
+        .api(
+            &qa,
+            reqwest::Method::POST,
+            decisions,
+            Some(serde_json::json!({ "decision": "tick" })),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.to_string().contains("needs `item`"), "{body}");
+    let (status, body) = app
+        .api(
+            &qa,
+            reqwest::Method::POST,
+            decisions,
+            Some(serde_json::json!({ "decision": "tick", "item": 1 })),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    let (status, body) = app
+        .api(
+            &qa,
+            reqwest::Method::POST,
+            "/api/v1/projects/ship/deployments/2/stages/qa-approval/decisions",
+            Some(serde_json::json!({ "decision": "approve" })),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CONFLICT, "{body}");
+}
