@@ -99,7 +99,7 @@ pub struct PauseInfo {
     pub at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnvironmentView {
     pub name: String,
     pub url: Option<String>,
@@ -110,4 +110,6 @@ pub struct EnvironmentView {
     pub protection: String,
     /// "opens 0 2 * * SUN for 4h (Europe/Berlin)", when deploys are restricted to a window.
     pub deploy_window: Option<String>,
+    /// The deployment under way there, with the stage it is at.
+    pub in_progress: Option<crate::release_view::DeploymentSummary>,
 }

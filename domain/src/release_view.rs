@@ -225,3 +225,38 @@ pub struct EnvironmentView {
     pub window: Option<String>,
     pub protection: String,
 }
+
+/// A release waiting for user acceptance, as the product managers' inbox shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboxItem {
+    pub project: String,
+    pub deployment: i64,
+    pub environment: String,
+    /// The gate's name and title.
+    pub stage: String,
+    pub stage_title: String,
+    pub version: String,
+    pub commit_sha: String,
+    /// The commits it brings (its own commit while they are being read).
+    pub commits: Vec<CommitView>,
+    pub notes: String,
+    /// Where to try it: the environment's site.
+    pub try_url: Option<String>,
+    pub flags: Vec<FlagInvolved>,
+    /// What QA decided on the release's QA gates (approve or reject, with the comment).
+    pub qa: Vec<DecisionView>,
+    pub waiting_since: Option<DateTime<Utc>>,
+    /// Who approved already, and how many approvals the gate needs.
+    pub approvals: Vec<String>,
+    pub approvals_needed: u8,
+    /// Whether the viewer may accept or reject it.
+    pub can_decide: bool,
+}
+
+/// A feature flag a release involves, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlagInvolved {
+    pub flag: String,
+    /// "production's feature-flags stage turns it on for 10 %", "on in staging, off in production".
+    pub why: String,
+}

@@ -13,7 +13,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use uuid::Uuid;
 
 pub mod repository;
-mod view;
+pub(crate) mod view;
 
 /// Parsed definitions by the SHA-256 of their text. A stored version never changes, so the
 /// overview parses each one once per process instead of on every page view.
@@ -489,6 +489,11 @@ pub async fn overview(
         built,
         flags,
     };
+    let mut environment_views = view::environments(&parsed, &environments);
+    let active = crate::deployment::query::active(pool, row.project_id).await?;
+    for view in &mut environment_views {
+        view.in_progress = active.iter().find(|d| d.environment == view.name).cloned();
+    }
     let project = ProjectOverview {
         key: row.project_key,
         name: row.name,
@@ -502,7 +507,7 @@ pub async fn overview(
         },
         phases: view::phases(&parsed, &facts),
         schedules: view::schedules(&parsed, Utc::now(), &pauses),
-        environments: view::environments(&parsed, &environments),
+        environments: environment_views,
     };
     Ok(Some(Overview {
         projects,

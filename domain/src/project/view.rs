@@ -185,33 +185,41 @@ pub fn environments(
                 .get(environment.name.as_str())
                 .cloned()
                 .unwrap_or((None, None));
-            let protection = &environment.protection;
-            let roles: Vec<&str> = protection.allowed_roles.iter().map(|r| r.label()).collect();
-            let protection_text = match protection.required_approvals {
-                0 => format!("deployed by {}", roles.join(" or ")),
-                n => format!(
-                    "{n} approval{} needed; deployed by {}",
-                    if n == 1 { "" } else { "s" },
-                    roles.join(" or ")
-                ),
-            };
+            let protection_text = protection_text(&environment.protection);
             EnvironmentView {
                 name: environment.name.to_string(),
                 url: environment.url.clone(),
                 current_release,
                 deployed_at,
                 protection: protection_text,
-                deploy_window: environment.deploy_window.as_ref().map(|w| {
-                    format!(
-                        "{} for {} ({})",
-                        w.opens.describe().trim_end_matches('.'),
-                        humantime_short(w.duration),
-                        w.timezone.name()
-                    )
-                }),
+                deploy_window: environment.deploy_window.as_ref().map(window_text),
+                in_progress: None,
             }
         })
         .collect()
+}
+
+/// An environment's protection in words: "1 approval needed; deployed by release manager".
+pub(crate) fn protection_text(protection: &crate::definition::Protection) -> String {
+    let roles: Vec<&str> = protection.allowed_roles.iter().map(|r| r.label()).collect();
+    match protection.required_approvals {
+        0 => format!("deployed by {}", roles.join(" or ")),
+        n => format!(
+            "{n} approval{} needed; deployed by {}",
+            if n == 1 { "" } else { "s" },
+            roles.join(" or ")
+        ),
+    }
+}
+
+/// A deploy window in words: "At 02:00, on Sunday for 4h (Europe/Berlin)".
+pub(crate) fn window_text(w: &crate::definition::DeployWindow) -> String {
+    format!(
+        "{} for {} ({})",
+        w.opens.describe().trim_end_matches('.'),
+        humantime_short(w.duration),
+        w.timezone.name()
+    )
 }
 
 /// "4h", "30m", "1h30m".
