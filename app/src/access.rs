@@ -3,7 +3,7 @@
 //! functions read them again through [`authorize`], since during server-side rendering they are
 //! called directly rather than over HTTP.
 
-use crate::api::{admin, audit, flags, overview, runs, session};
+use crate::api::{admin, audit, flags, overview, releases, runs, session};
 use crate::error::AppError;
 use domain::access::{Access, decide};
 use domain::auth::{Caller, Principal, Scope};
@@ -22,6 +22,15 @@ const FLAG_CHANGERS: Access = Access::people(RoleSet::of(&[
     Role::Product,
     Role::ReleaseManager,
 ]));
+/// Everyone an environment's protection, a gate or a checklist may let act on a deployment;
+/// the domain then checks the environment's own rules (`environment::decide`).
+const DEPLOYMENT_DECIDERS: Access = FLAG_CHANGERS;
+const NOTE_EDITORS: Access = Access::people(RoleSet::of(&[
+    Role::Developer,
+    Role::Product,
+    Role::ReleaseManager,
+]));
+const PRODUCT_MANAGERS: Access = Access::people(RoleSet::of(&[Role::Product]));
 const RUN_STARTERS: Access = Access::people_or_token(RoleSet::RUN_STARTERS, Scope::RunsWrite);
 
 /// Server functions by URL.
@@ -78,6 +87,15 @@ pub fn server_fns() -> Vec<(&'static str, Access)> {
         (runs::StartRun::PATH, RUN_STARTERS),
         (runs::CancelRun::PATH, RUN_STARTERS),
         (runs::Rerun::PATH, RUN_STARTERS),
+        (releases::ListReleases::PATH, ANYONE),
+        (releases::GetRelease::PATH, ANYONE),
+        (releases::EditReleaseNotes::PATH, NOTE_EDITORS),
+        (releases::PromoteRelease::PATH, DEPLOYMENT_DECIDERS),
+        (releases::GetDeployment::PATH, ANYONE),
+        (releases::DecideStage::PATH, DEPLOYMENT_DECIDERS),
+        (releases::GetEnvironment::PATH, ANYONE),
+        (releases::GetInbox::PATH, PRODUCT_MANAGERS),
+        (releases::InboxCount::PATH, PRODUCT_MANAGERS),
     ]
 }
 
@@ -94,6 +112,11 @@ pub fn pages() -> Vec<(&'static str, Access)> {
         ("/projects/{project}/runs", ANYONE),
         ("/projects/{project}/runs/{number}", ANYONE),
         ("/projects/{project}/runs/{number}/jobs/{job}", ANYONE),
+        ("/projects/{project}/releases", ANYONE),
+        ("/projects/{project}/releases/{version}", ANYONE),
+        ("/projects/{project}/deployments/{number}", ANYONE),
+        ("/projects/{project}/environments/{environment}", ANYONE),
+        ("/inbox", PRODUCT_MANAGERS),
     ]
 }
 

@@ -2,6 +2,7 @@
 
 use crate::MeResource;
 use crate::api::overview::list_projects;
+use crate::api::releases::inbox_count;
 use crate::api::session::{Logout, current_user};
 use crate::error::AppError;
 use chrono::{DateTime, Utc};
@@ -14,7 +15,9 @@ use leptos_router::hooks::use_location;
 enum Section {
     Overview,
     Runs,
+    Releases,
     Flags,
+    Inbox,
     Audit,
     People,
     Other,
@@ -26,6 +29,8 @@ impl Section {
         match parts.as_slice() {
             [""] | ["projects", _] => Section::Overview,
             ["projects", _, "runs", ..] => Section::Runs,
+            ["projects", _, "releases" | "deployments" | "environments", ..] => Section::Releases,
+            ["inbox", ..] => Section::Inbox,
             ["projects", _, "flags", ..] => Section::Flags,
             ["audit", ..] => Section::Audit,
             ["admin", ..] => Section::People,
@@ -50,6 +55,7 @@ pub fn Layout(children: Children) -> impl IntoView {
     provide_context(me);
     let projects = Resource::new_blocking(|| (), |_| list_projects());
     let logout = ServerAction::<Logout>::new();
+    let changes = crate::live::use_live_changes();
     let path = use_location().pathname;
     let section = Memo::new(move |_| Section::of(&path.get()));
     let nav_link = move |href: String, label: &'static str, here: Section| {
@@ -73,6 +79,7 @@ pub fn Layout(children: Children) -> impl IntoView {
                 });
                 view! {
                     {nav_link(format!("/projects/{}/runs", p.key), "Runs", Section::Runs)}
+                    {nav_link(format!("/projects/{}/releases", p.key), "Releases", Section::Releases)}
                     {flags}
                 }
             })
@@ -90,7 +97,23 @@ pub fn Layout(children: Children) -> impl IntoView {
                 <Suspense>
                     {move || Suspend::new(async move {
                         let role = me.await.ok().flatten().map(|m| m.role);
+                        let inbox = matches!(role, Some(Role::Admin | Role::Product)).then(|| {
+                            let count = Resource::new(move || changes.get(), |_| inbox_count());
+                            view! {
+                                <a href="/inbox" class="nav-link" aria-current=move || (section.get() == Section::Inbox).then_some("page")>
+                                    "Inbox"
+                                    <Transition>
+                                        {move || Suspend::new(async move {
+                                            count.await.ok().filter(|n| *n > 0).map(|n| view! {
+                                                <span class="badge" aria-label=format!("{n} waiting")>{n}</span>
+                                            })
+                                        })}
+                                    </Transition>
+                                </a>
+                            }
+                        });
                         view! {
+                            {inbox}
                             <Show when=move || matches!(role, Some(Role::Admin | Role::ReleaseManager))>
                                 {nav_link("/audit".to_string(), "Audit", Section::Audit)}
                             </Show>

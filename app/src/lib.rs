@@ -60,6 +60,11 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/projects/:project/runs") view=|| view! { <Layout><pages::RunsPage /></Layout> } />
                 <Route path=path!("/projects/:project/runs/:number") view=|| view! { <Layout><pages::RunPage /></Layout> } />
                 <Route path=path!("/projects/:project/runs/:number/jobs/:job") view=|| view! { <Layout><pages::JobPage /></Layout> } />
+                <Route path=path!("/projects/:project/releases") view=|| view! { <Layout><pages::ReleasesPage /></Layout> } />
+                <Route path=path!("/projects/:project/releases/:version") view=|| view! { <Layout><pages::ReleasePage /></Layout> } />
+                <Route path=path!("/projects/:project/deployments/:number") view=|| view! { <Layout><pages::DeploymentPage /></Layout> } />
+                <Route path=path!("/projects/:project/environments/:environment") view=|| view! { <Layout><pages::EnvironmentPage /></Layout> } />
+                <Route path=path!("/inbox") view=|| view! { <Layout><pages::InboxPage /></Layout> } />
             </Routes>
         </Router>
     }

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod audit;
 pub mod flags;
 pub mod overview;
+pub mod releases;
 pub mod runs;
 pub mod session;
 

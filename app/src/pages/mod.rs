@@ -2,18 +2,26 @@
 
 mod admin;
 mod audit;
+mod deployment;
+pub mod environment;
 mod flags;
+mod inbox;
 mod job;
 mod login;
 mod overview;
+pub mod releases;
 pub mod runs;
 
 pub use admin::AdminPage;
 pub use audit::AuditPage;
+pub use deployment::DeploymentPage;
+pub use environment::EnvironmentPage;
+pub use inbox::InboxPage;
 pub use flags::FlagsPage;
 pub use job::JobPage;
 pub use login::{LoginPage, SetupPage};
 pub use overview::OverviewPage;
+pub use releases::{ReleasePage, ReleasesPage};
 pub use runs::{RunPage, RunsPage};
 
 use leptos::prelude::*;

@@ -219,6 +219,7 @@ fn Environment(environment: EnvironmentView, project: String) -> impl IntoView {
         deployed_at,
         protection,
         deploy_window,
+        in_progress,
     } = environment;
     let key = name.clone();
     let flag_env = name.clone();
@@ -232,7 +233,7 @@ fn Environment(environment: EnvironmentView, project: String) -> impl IntoView {
             {match current_release {
                 Some(release) => view! {
                     <p class="release">
-                        <strong>{release}</strong>
+                        <a href=format!("/projects/{project}/releases/{release}")><strong>{release.clone()}</strong></a>
                         {deployed_at.map(|at| view! { <span class="muted small">" deployed " {format_time(at)}</span> })}
                     </p>
                 }.into_any(),
@@ -240,11 +241,19 @@ fn Environment(environment: EnvironmentView, project: String) -> impl IntoView {
                     <p class="muted">"No release deployed here yet."</p>
                 }.into_any(),
             }}
+            {in_progress.map(|d| view! {
+                <p class="in-progress small">
+                    <a href=format!("/projects/{project}/deployments/{}", d.number)>"Deploying "{d.version.clone()}</a>
+                    {d.current_stage.clone().map(|s| view! { " · at "<strong>{s}</strong> })}
+                    {d.reason.clone().map(|r| view! { <span class="muted">" · "{r}</span> })}
+                </p>
+            })}
             <dl class="facts">
                 <dt>"Protection"</dt><dd>{protection}</dd>
                 {deploy_window.map(|w| view! { <dt>"Deploy window"</dt><dd>{w}</dd> })}
             </dl>
-            <a class="button small" href=flags>"Flags in " {flag_env}</a>
+            <a class="button small" href=flags>"Flags in " {flag_env.clone()}</a>
+            <a class="button small subtle" href=format!("/projects/{project}/environments/{flag_env}")>"History"</a>
         </article>
     }
 }
