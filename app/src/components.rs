@@ -29,7 +29,12 @@ impl Section {
         match parts.as_slice() {
             [""] | ["projects", _] => Section::Overview,
             ["projects", _, "runs", ..] => Section::Runs,
-            ["projects", _, "releases" | "deployments" | "environments", ..] => Section::Releases,
+            [
+                "projects",
+                _,
+                "releases" | "deployments" | "environments",
+                ..,
+            ] => Section::Releases,
             ["inbox", ..] => Section::Inbox,
             ["projects", _, "flags", ..] => Section::Flags,
             ["audit", ..] => Section::Audit,

@@ -61,13 +61,10 @@ pub async fn list_releases(
     #[server(default)] before: Option<i64>,
 ) -> Result<Vec<ReleaseSummary>, AppError> {
     crate::access::authorize::<ListReleases>()?;
-    Ok(domain::release::query::list(
-        &super::portal()?.pool,
-        &project,
-        before,
-        RELEASES_PER_PAGE,
+    Ok(
+        domain::release::query::list(&super::portal()?.pool, &project, before, RELEASES_PER_PAGE)
+            .await?,
     )
-    .await?)
 }
 
 #[server(prefix = "/fn", endpoint = "get_release")]
@@ -212,12 +209,8 @@ pub async fn get_environment(
 ) -> Result<EnvironmentView, AppError> {
     crate::access::authorize::<GetEnvironment>()?;
     Ok(
-        domain::deployment::query::environment_view(
-            &super::portal()?.pool,
-            &project,
-            &environment,
-        )
-        .await?,
+        domain::deployment::query::environment_view(&super::portal()?.pool, &project, &environment)
+            .await?,
     )
 }
 

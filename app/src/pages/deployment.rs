@@ -96,7 +96,10 @@ fn StageCard(
     let may_tick = actions.contains(&StageAction::Tick);
     let form = {
         let (project, name) = (project.clone(), name.clone());
-        move |decision: &'static str, label: &'static str, needs_words: Option<&'static str>, class: &'static str| {
+        move |decision: &'static str,
+              label: &'static str,
+              needs_words: Option<&'static str>,
+              class: &'static str| {
             let (project, name) = (project.clone(), name.clone());
             let id = format!("{name}-{decision}-comment");
             view! {
@@ -106,7 +109,7 @@ fn StageCard(
                     <input type="hidden" name="stage" value=name />
                     <input type="hidden" name="decision" value=decision />
                     {needs_words.map(|placeholder| view! {
-                        <label class="visually-hidden" for=id.clone()>{label}" comment"</label>
+                        <label class="sr-only" for=id.clone()>{label}" comment"</label>
                         <textarea id=id.clone() name="comment" rows="2" placeholder=placeholder required=true></textarea>
                     })}
                     <button type="submit" class=format!("button {class}") disabled=move || decide.pending().get()>{label}</button>
@@ -118,11 +121,28 @@ fn StageCard(
         .iter()
         .filter_map(|action| match (action, kind.as_str()) {
             (StageAction::Approve, _) => Some(form("approve", "Approve", None, "primary")),
-            (StageAction::Reject, _) => Some(form("reject", "Reject", Some("Why? (required)"), "danger")),
-            (StageAction::Fail, "manual") => Some(form("fail", "Fail with a note", Some("What failed? (required)"), "danger")),
+            (StageAction::Reject, _) => {
+                Some(form("reject", "Reject", Some("Why? (required)"), "danger"))
+            }
+            (StageAction::Fail, "manual") => Some(form(
+                "fail",
+                "Fail with a note",
+                Some("What failed? (required)"),
+                "danger",
+            )),
             (StageAction::Fail, _) => Some(form("fail", "Fail", Some("Why? (required)"), "danger")),
-            (StageAction::Pass, _) => Some(form("pass", "Pass", Some("Why is it fine? (required)"), "primary")),
-            (StageAction::OverrideWindow, _) => Some(form("override-window", "Override the window", Some("Why deploy now? (required)"), "danger")),
+            (StageAction::Pass, _) => Some(form(
+                "pass",
+                "Pass",
+                Some("Why is it fine? (required)"),
+                "primary",
+            )),
+            (StageAction::OverrideWindow, _) => Some(form(
+                "override-window",
+                "Override the window",
+                Some("Why deploy now? (required)"),
+                "danger",
+            )),
             (StageAction::Tick, _) => None,
         })
         .collect_view();

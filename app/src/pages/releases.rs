@@ -160,7 +160,7 @@ fn ReleaseBody(
                     <ActionForm action=edit attr:class="notes-form">
                         <input type="hidden" name="project" value=project />
                         <input type="hidden" name="version" value=version />
-                        <label for="release-notes" class="visually-hidden">"Release notes"</label>
+                        <label for="release-notes" class="sr-only">"Release notes"</label>
                         <textarea id="release-notes" name="notes" rows="8">{notes}</textarea>
                         <div class="actions">
                             <button type="submit" class="button primary">"Save notes"</button>

@@ -86,7 +86,10 @@ pub async fn summaries(
 }
 
 /// The deployments under way in a project (one per environment at most).
-pub async fn active(pool: &PgPool, project_id: Uuid) -> Result<Vec<DeploymentSummary>, sqlx::Error> {
+pub async fn active(
+    pool: &PgPool,
+    project_id: Uuid,
+) -> Result<Vec<DeploymentSummary>, sqlx::Error> {
     let mut conn = pool.acquire().await?;
     summaries(
         &mut conn,
@@ -163,13 +166,16 @@ pub async fn detail(
     .fetch_all(&mut *conn)
     .await?
     {
-        steps.entry(s.deployment_stage_id).or_default().push(StepView {
-            name: s.name,
-            state: s.state,
-            detail: step_detail(&s.detail),
-            started_at: s.started_at,
-            finished_at: s.finished_at,
-        });
+        steps
+            .entry(s.deployment_stage_id)
+            .or_default()
+            .push(StepView {
+                name: s.name,
+                state: s.state,
+                detail: step_detail(&s.detail),
+                started_at: s.started_at,
+                finished_at: s.finished_at,
+            });
     }
     let runs: HashMap<Uuid, i64> = sqlx::query!(
         r#"select distinct on (deployment_stage_id) deployment_stage_id as "stage!", number
@@ -355,8 +361,7 @@ fn actions(
         StageSpec::Deploy { .. } if record.state == RunState::Waiting => {
             let needed = usize::from(c.env.protection.required_approvals);
             let given = decisions.iter().filter(|d| d.kind == "approve").count();
-            if given < needed && may(Action::Approve) && me != c.triggered_by && !approved_already
-            {
+            if given < needed && may(Action::Approve) && me != c.triggered_by && !approved_already {
                 offered.extend([StageAction::Approve, StageAction::Reject]);
             }
             let closed = c
@@ -401,10 +406,7 @@ pub async fn environment_view(
         30,
     )
     .await?;
-    let in_progress = history
-        .iter()
-        .find(|d| !d.state.is_finished())
-        .cloned();
+    let in_progress = history.iter().find(|d| !d.state.is_finished()).cloned();
     let definition = crate::project::current_definition_in(&mut conn, project)
         .await?
         .ok_or_else(|| DeploymentError::NoDefinition(project.to_string()))?;
@@ -441,10 +443,7 @@ pub async fn environment_view(
 
 /// Releases waiting at a product manager's gate (user acceptance), oldest first, with what a
 /// product manager needs to decide.
-pub async fn inbox(
-    pool: &PgPool,
-    acting: &Acting,
-) -> Result<Vec<InboxItem>, DeploymentError> {
+pub async fn inbox(pool: &PgPool, acting: &Acting) -> Result<Vec<InboxItem>, DeploymentError> {
     let mut conn = pool.acquire().await?;
     let waiting = waiting_product_gates(&mut conn).await?;
     let mut items = Vec::new();
@@ -457,7 +456,8 @@ pub async fn inbox(
         let definition = match definitions.get(&gate.project) {
             Some(d) => d.clone(),
             None => {
-                let Some(d) = crate::project::current_definition_in(&mut conn, &gate.project).await?
+                let Some(d) =
+                    crate::project::current_definition_in(&mut conn, &gate.project).await?
                 else {
                     continue;
                 };
@@ -475,7 +475,10 @@ pub async fn inbox(
         let qa_stages: Vec<Uuid> = stage_ids
             .iter()
             .filter(|s| {
-                matches!(serde_json::from_value(s.spec.clone()), Ok(StageSpec::Gate { role: Role::Qa, .. }))
+                matches!(
+                    serde_json::from_value(s.spec.clone()),
+                    Ok(StageSpec::Gate { role: Role::Qa, .. })
+                )
             })
             .map(|s| s.deployment_stage_id)
             .collect();
@@ -658,7 +661,10 @@ async fn flags_involved(
         let word = |on: bool| if on { "on" } else { "off" };
         for f in differing {
             let why = if f.here == f.there {
-                format!("its rollout or variants differ between {} and {after}", env.name)
+                format!(
+                    "its rollout or variants differ between {} and {after}",
+                    env.name
+                )
             } else {
                 format!(
                     "{} in {}, {} in {after}",

@@ -45,7 +45,11 @@ pub fn status(
                 ReleaseStatus::InProgress,
                 Some(d.reason.clone().unwrap_or_else(|| "queued".to_string())),
             ),
-            RunState::Failed if d.reason.as_deref().is_some_and(|r| r.contains("rejected by")) => {
+            RunState::Failed
+                if d.reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains("rejected by")) =>
+            {
                 (ReleaseStatus::Rejected, d.reason.clone())
             }
             _ if d.ever_succeeded => (ReleaseStatus::Ran, None),
@@ -80,7 +84,14 @@ async fn environments(
     .fetch_all(&mut *conn)
     .await?
     .into_iter()
-    .map(|e| (e.name, e.environment_id, e.current_release_id, e.deployed_at))
+    .map(|e| {
+        (
+            e.name,
+            e.environment_id,
+            e.current_release_id,
+            e.deployed_at,
+        )
+    })
     .collect())
 }
 
@@ -133,10 +144,13 @@ async fn fill_statuses(
 }
 
 async fn project_id(conn: &mut PgConnection, project: &str) -> Result<Uuid, ReleaseError> {
-    sqlx::query_scalar!("select project_id from project where project_key = $1", project)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| ReleaseError::UnknownProject(project.to_string()))
+    sqlx::query_scalar!(
+        "select project_id from project where project_key = $1",
+        project
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| ReleaseError::UnknownProject(project.to_string()))
 }
 
 /// A project's releases, newest first (at most `limit`; `before` pages by release number).
@@ -278,7 +292,8 @@ pub async fn detail(
         100,
     )
     .await?;
-    let can_edit_notes = matches!(acting, Acting::Person { role, .. } if super::may_edit_notes(*role));
+    let can_edit_notes =
+        matches!(acting, Acting::Person { role, .. } if super::may_edit_notes(*role));
     let mut can_promote_to = Vec::new();
     if let Some(definition) = crate::project::current_definition_in(&mut conn, project).await? {
         for declared in definition.environments() {
@@ -338,7 +353,11 @@ mod tests {
         let s = status("staging", None, Some(&waiting));
         assert_eq!(
             (s.status, s.detail.as_deref(), s.deployment),
-            (ReleaseStatus::Waiting, Some("qa-approval: waiting for QA"), Some(7))
+            (
+                ReleaseStatus::Waiting,
+                Some("qa-approval: waiting for QA"),
+                Some(7)
+            )
         );
         let rejected = latest(
             RunState::Failed,
@@ -355,7 +374,10 @@ mod tests {
             ReleaseStatus::Failed
         );
         let ran = latest(RunState::Succeeded, None, true);
-        assert_eq!(status("staging", None, Some(&ran)).status, ReleaseStatus::Ran);
+        assert_eq!(
+            status("staging", None, Some(&ran)).status,
+            ReleaseStatus::Ran
+        );
         assert_eq!(status("staging", None, None).status, ReleaseStatus::None);
     }
 }
