@@ -142,9 +142,7 @@ impl StageSpec {
             } => {
                 let mut parts = Vec::new();
                 if let Some(artifact) = migrate {
-                    parts.push(format!(
-                        "migrates the database ({artifact}, after a backup)"
-                    ));
+                    parts.push(format!("migrates the database ({artifact}, after a backup)"));
                 }
                 if let Some(job) = job {
                     let names: Vec<_> = job.jobs.iter().map(|j| j.name.as_str()).collect();
@@ -160,9 +158,7 @@ impl StageSpec {
                 let names: Vec<_> = jobs.jobs.iter().map(|j| j.name.as_str()).collect();
                 format!("runs {} against the deployed site", names.join(", "))
             }
-            StageSpec::Manual {
-                checklist: Some(path),
-            } => {
+            StageSpec::Manual { checklist: Some(path) } => {
                 format!("people tick the checklist in {path}")
             }
             StageSpec::Manual { checklist: None } => "a person marks it done".into(),
@@ -222,9 +218,7 @@ pub enum DeploymentError {
     },
     #[error("the pipeline has no deploy stage for {0}, so nothing can be deployed there")]
     NoDeployStage(String),
-    #[error(
-        "{environment} already has deployment #{number} under way ({version}); wait for it or cancel it"
-    )]
+    #[error("{environment} already has deployment #{number} under way ({version}); wait for it or cancel it")]
     Busy {
         environment: String,
         number: i64,

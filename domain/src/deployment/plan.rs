@@ -22,9 +22,7 @@ pub fn stages_for(
     let all: Vec<_> = definition.stages().collect();
     let start = all
         .iter()
-        .position(
-            |s| matches!(&s.kind, StageKind::Deploy(d) if d.environment.as_str() == environment),
-        )
+        .position(|s| matches!(&s.kind, StageKind::Deploy(d) if d.environment.as_str() == environment))
         .ok_or_else(|| DeploymentError::NoDeployStage(environment.to_string()))?;
     let mut planned = Vec::new();
     for (i, stage) in all[start..].iter().enumerate() {
@@ -68,10 +66,7 @@ pub fn stages_for(
                     thresholds.push(format!("fails if the error rate rises above {v} %"));
                 }
                 if let Some(v) = t.p95_latency_above {
-                    thresholds.push(format!(
-                        "fails if p95 latency exceeds {}",
-                        format_duration(v)
-                    ));
+                    thresholds.push(format!("fails if p95 latency exceeds {}", format_duration(v)));
                 }
                 StageSpec::Check {
                     window_secs: check.window.as_secs(),
@@ -116,10 +111,7 @@ mod tests {
 
     #[test]
     fn each_environment_gets_its_deploy_stage_and_what_follows_it() {
-        assert_eq!(
-            names("development"),
-            vec![("deploy-development".into(), "deploy")]
-        );
+        assert_eq!(names("development"), vec![("deploy-development".into(), "deploy")]);
         assert_eq!(
             names("staging"),
             vec![
@@ -160,12 +152,7 @@ mod tests {
                 approvals: 1
             }
         ));
-        let StageSpec::Deploy {
-            publish,
-            migrate,
-            job,
-        } = &stages[0].spec
-        else {
+        let StageSpec::Deploy { publish, migrate, job } = &stages[0].spec else {
             panic!("deploy first");
         };
         assert_eq!(publish, &["web", "assets"]);

@@ -353,10 +353,10 @@ fn actions(
     let approved_already = decisions.iter().any(|d| d.kind == "approve" && d.by == me);
     let mut offered = Vec::new();
     match spec {
-        StageSpec::Gate { role, .. } => {
-            if may(Action::DecideGate(*role)) && me != c.triggered_by && !approved_already {
-                offered.extend([StageAction::Approve, StageAction::Reject]);
-            }
+        StageSpec::Gate { role, .. }
+            if may(Action::DecideGate(*role)) && me != c.triggered_by && !approved_already =>
+        {
+            offered.extend([StageAction::Approve, StageAction::Reject]);
         }
         StageSpec::Deploy { .. } if record.state == RunState::Waiting => {
             let needed = usize::from(c.env.protection.required_approvals);
@@ -373,15 +373,11 @@ fn actions(
                 offered.push(StageAction::OverrideWindow);
             }
         }
-        StageSpec::Manual { .. } => {
-            if may(Action::TickChecklist) {
-                offered.extend([StageAction::Tick, StageAction::Fail]);
-            }
+        StageSpec::Manual { .. } if may(Action::TickChecklist) => {
+            offered.extend([StageAction::Tick, StageAction::Fail]);
         }
-        StageSpec::Check { .. } if record.state == RunState::Waiting => {
-            if may(Action::JudgeCheck) {
-                offered.extend([StageAction::Pass, StageAction::Fail]);
-            }
+        StageSpec::Check { .. } if record.state == RunState::Waiting && may(Action::JudgeCheck) => {
+            offered.extend([StageAction::Pass, StageAction::Fail]);
         }
         _ => {}
     }
