@@ -172,6 +172,7 @@ mod ssr {
                 | E::SegmentInUse { .. } => AppError::Conflict(e.to_string()),
                 E::InvalidDependency { .. } => AppError::invalid("dependencies", e),
                 E::BadSegmentName => AppError::invalid("name", e),
+                E::BadSetting { .. } => AppError::invalid("flags", e),
                 E::TooLong { field, .. } => AppError::invalid(field, e),
                 E::InvalidDefinition(issues) => AppError::invalid("definition", issues),
                 E::Database(e) => AppError::internal(e),

@@ -69,6 +69,7 @@ impl Drop for TestDb {
 
 /// A project with the given environments, loaded from a definition as the portal does.
 /// `production` requires one approval and release managers, as in the sample.
+#[allow(dead_code)] // not every test binary that shares this module uses it
 pub async fn project(pool: &PgPool, key: &str, environments: &[&str]) -> Vec<EnvironmentId> {
     project_with_approvals(pool, key, environments, 1).await
 }

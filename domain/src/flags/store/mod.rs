@@ -5,7 +5,7 @@
 //! variants, impression data) is a row of `flag_environment`; no row means off, no strategies.
 //! Segments belong to the project too.
 //!
-//! Every change ([`flag`], [`edit`], [`segment`], and restoring a snapshot) is a function that
+//! Every change ([`flag`], [`edit`], [`segment`], [`settings`], and restoring a snapshot) is a function that
 //! takes the caller's connection — a transaction the caller owns — and
 //! 1. locks the environment rows it can affect (`for no key update`, in id order: one row for a
 //!    change in one environment, all of the project's for a change to the flag itself or to a
@@ -21,8 +21,8 @@
 //!
 //! **Composing.** A use case begins one transaction, calls as many of these as it needs and
 //! commits once: an import writes all its rows and then one snapshot and one audit entry
-//! ([`super::import`]), and a deployment can apply flag settings and restore a snapshot inside
-//! its own transaction, together with its own rows. The [`FlagStore`] methods are each one such
+//! ([`super::import`]), and a deployment can apply its flag settings ([`apply_settings`]) and
+//! restore a snapshot inside its own transaction, together with its own rows. The [`FlagStore`] methods are each one such
 //! transaction around one change.
 //!
 //! **Lock order.** Environments of a project are locked in id order. A change to one environment
@@ -42,6 +42,7 @@ mod read;
 mod rows;
 pub mod segment;
 mod service;
+pub mod settings;
 mod state;
 
 use std::fmt;
@@ -62,6 +63,7 @@ pub(crate) use rows::{
     dependencies_of, find_environment, find_flag, lock_project_environments, normalize_dependency,
     put_environment_state, revive_flag,
 };
+pub use settings::{SettingProblem, SettingsApplied, apply_settings};
 pub use state::state_sha256;
 pub(crate) use state::{Change, build_state, finish, record_snapshot, snapshot_changed, states};
 
@@ -240,6 +242,11 @@ pub enum FlagError {
         project: String,
         flag: String,
         archived: bool,
+    },
+    #[error("cannot set flag `{flag}`: {problem}")]
+    BadSetting {
+        flag: String,
+        problem: SettingProblem,
     },
     #[error("flag `{0}` is archived; revive it to change it")]
     Archived(String),
