@@ -344,7 +344,11 @@ async fn a_setting_that_cannot_be_applied_refuses_them_all_and_writes_nothing() 
     .await
     .unwrap_err();
     assert!(
-        matches!(&error, FlagError::BadSetting { flag, problem: SettingProblem::BadName(_) } if flag == "study streaks"),
+        matches!(
+            &error,
+            FlagError::BadSetting { flag, problem: SettingProblem::BadName(_) }
+                if flag == "study streaks"
+        ),
         "{error:?}"
     );
     let message = error.to_string();

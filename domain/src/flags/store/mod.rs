@@ -5,8 +5,8 @@
 //! variants, impression data) is a row of `flag_environment`; no row means off, no strategies.
 //! Segments belong to the project too.
 //!
-//! Every change ([`flag`], [`edit`], [`segment`], [`settings`], and restoring a snapshot) is a function that
-//! takes the caller's connection — a transaction the caller owns — and
+//! Every change ([`flag`], [`edit`], [`segment`], [`settings`], and restoring a snapshot) is a
+//! function that takes the caller's connection — a transaction the caller owns — and
 //! 1. locks the environment rows it can affect (`for no key update`, in id order: one row for a
 //!    change in one environment, all of the project's for a change to the flag itself or to a
 //!    segment), so that changes to one environment take turns;
@@ -22,8 +22,8 @@
 //! **Composing.** A use case begins one transaction, calls as many of these as it needs and
 //! commits once: an import writes all its rows and then one snapshot and one audit entry
 //! ([`super::import`]), and a deployment can apply its flag settings ([`apply_settings`]) and
-//! restore a snapshot inside its own transaction, together with its own rows. The [`FlagStore`] methods are each one such
-//! transaction around one change.
+//! restore a snapshot inside its own transaction, together with its own rows. The [`FlagStore`]
+//! methods are each one such transaction around one change.
 //!
 //! **Lock order.** Environments of a project are locked in id order. A change to one environment
 //! locks that one only; a transaction that goes on to change several (or the project's flags or
