@@ -26,9 +26,9 @@ pub mod auth;
 #[cfg(feature = "server")]
 pub mod db;
 #[cfg(feature = "server")]
-pub mod deployment;
-#[cfg(feature = "server")]
 pub mod definition;
+#[cfg(feature = "server")]
+pub mod deployment;
 #[cfg(feature = "server")]
 pub mod environment;
 #[cfg(feature = "server")]

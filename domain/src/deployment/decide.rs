@@ -17,15 +17,29 @@ use sqlx::{PgConnection, PgPool};
 /// A decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    Approve { comment: Option<String> },
-    Reject { comment: String },
-    Tick { item: i32 },
-    Untick { item: i32 },
+    Approve {
+        comment: Option<String>,
+    },
+    Reject {
+        comment: String,
+    },
+    Tick {
+        item: i32,
+    },
+    Untick {
+        item: i32,
+    },
     /// A manual stage that failed (with the note), or a check failed by hand (with the reason).
-    Fail { comment: String },
+    Fail {
+        comment: String,
+    },
     /// A check that could not measure anything, passed by hand (with the reason).
-    Pass { comment: String },
-    OverrideWindow { reason: String },
+    Pass {
+        comment: String,
+    },
+    OverrideWindow {
+        reason: String,
+    },
 }
 
 impl Decision {
@@ -167,9 +181,8 @@ pub async fn decide(
             refuse_own_release(&mut tx, &deployment, acting).await?;
             approve(&mut tx, &row, &who, &decision, now).await?;
             let given = approvals_of(&mut tx, &row).await?;
-            (given.len() >= usize::from(*approvals)).then(|| {
-                StageEvent::Succeed(Some(format!("approved by {}", given.join(", "))))
-            })
+            (given.len() >= usize::from(*approvals))
+                .then(|| StageEvent::Succeed(Some(format!("approved by {}", given.join(", ")))))
         }
         (StageSpec::Deploy { .. }, Decision::Approve { .. }) => {
             if row.record.state != RunState::Waiting {
@@ -204,9 +217,8 @@ pub async fn decide(
             }
             record(&mut tx, &row, &who, &decision, now).await?;
             let ticked = ticked_items(&mut tx, &row).await?;
-            (ticked.len() as i32 == items).then(|| {
-                StageEvent::Succeed(Some(format!("all {items} items ticked")))
-            })
+            (ticked.len() as i32 == items)
+                .then(|| StageEvent::Succeed(Some(format!("all {items} items ticked"))))
         }
         (StageSpec::Manual { .. } | StageSpec::Check { .. }, Decision::Fail { comment }) => {
             record(&mut tx, &row, &who, &decision, now).await?;
@@ -358,7 +370,10 @@ async fn approve(
 }
 
 /// Who approved a stage, in order.
-pub async fn approvals_of(conn: &mut PgConnection, row: &StageRow) -> Result<Vec<String>, sqlx::Error> {
+pub async fn approvals_of(
+    conn: &mut PgConnection,
+    row: &StageRow,
+) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar!(
         "select decided_by from deployment_decision where deployment_stage_id = $1 and kind = 'approve'
          order by decision_id",
@@ -369,7 +384,10 @@ pub async fn approvals_of(conn: &mut PgConnection, row: &StageRow) -> Result<Vec
 }
 
 /// The checklist items ticked now (the last tick or untick of each decides).
-pub async fn ticked_items(conn: &mut PgConnection, row: &StageRow) -> Result<Vec<i32>, sqlx::Error> {
+pub async fn ticked_items(
+    conn: &mut PgConnection,
+    row: &StageRow,
+) -> Result<Vec<i32>, sqlx::Error> {
     let rows = sqlx::query!(
         r#"select distinct on (item) item as "item!", kind from deployment_decision
            where deployment_stage_id = $1 and kind in ('tick', 'untick')

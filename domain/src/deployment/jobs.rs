@@ -82,11 +82,9 @@ pub async fn start_stage_run(
         std::slice::from_ref(&plan),
     )
     .await?;
-    advance(tx, run_id, now)
-        .await
-        .map_err(|e| match e {
-            crate::run::store::RunError::Database(e) => e,
-            other => sqlx::Error::Protocol(other.to_string()),
-        })?;
+    advance(tx, run_id, now).await.map_err(|e| match e {
+        crate::run::store::RunError::Database(e) => e,
+        other => sqlx::Error::Protocol(other.to_string()),
+    })?;
     Ok(number)
 }

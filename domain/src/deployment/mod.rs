@@ -100,6 +100,7 @@ pub enum StageSpec {
         approvals: u8,
     },
     Flags {
+        environment: String,
         set: Vec<FlagSettingSpec>,
     },
     Check {
@@ -142,7 +143,9 @@ impl StageSpec {
             } => {
                 let mut parts = Vec::new();
                 if let Some(artifact) = migrate {
-                    parts.push(format!("migrates the database ({artifact}, after a backup)"));
+                    parts.push(format!(
+                        "migrates the database ({artifact}, after a backup)"
+                    ));
                 }
                 if let Some(job) = job {
                     let names: Vec<_> = job.jobs.iter().map(|j| j.name.as_str()).collect();
@@ -158,7 +161,9 @@ impl StageSpec {
                 let names: Vec<_> = jobs.jobs.iter().map(|j| j.name.as_str()).collect();
                 format!("runs {} against the deployed site", names.join(", "))
             }
-            StageSpec::Manual { checklist: Some(path) } => {
+            StageSpec::Manual {
+                checklist: Some(path),
+            } => {
                 format!("people tick the checklist in {path}")
             }
             StageSpec::Manual { checklist: None } => "a person marks it done".into(),
@@ -166,7 +171,7 @@ impl StageSpec {
                 1 => format!("one {} approves", role.label()),
                 n => format!("{n} different {}s approve", role.label()),
             },
-            StageSpec::Flags { set } => {
+            StageSpec::Flags { set, .. } => {
                 let parts: Vec<String> = set
                     .iter()
                     .map(|s| match (s.enabled, s.rollout) {
@@ -218,7 +223,9 @@ pub enum DeploymentError {
     },
     #[error("the pipeline has no deploy stage for {0}, so nothing can be deployed there")]
     NoDeployStage(String),
-    #[error("{environment} already has deployment #{number} under way ({version}); wait for it or cancel it")]
+    #[error(
+        "{environment} already has deployment #{number} under way ({version}); wait for it or cancel it"
+    )]
     Busy {
         environment: String,
         number: i64,

@@ -22,7 +22,9 @@ pub fn stages_for(
     let all: Vec<_> = definition.stages().collect();
     let start = all
         .iter()
-        .position(|s| matches!(&s.kind, StageKind::Deploy(d) if d.environment.as_str() == environment))
+        .position(
+            |s| matches!(&s.kind, StageKind::Deploy(d) if d.environment.as_str() == environment),
+        )
         .ok_or_else(|| DeploymentError::NoDeployStage(environment.to_string()))?;
     let mut planned = Vec::new();
     for (i, stage) in all[start..].iter().enumerate() {
@@ -46,6 +48,7 @@ pub fn stages_for(
                 approvals: gate.approvals,
             },
             StageKind::Flags(flags) => StageSpec::Flags {
+                environment: flags.environment.to_string(),
                 set: flags
                     .set
                     .iter()
@@ -66,7 +69,10 @@ pub fn stages_for(
                     thresholds.push(format!("fails if the error rate rises above {v} %"));
                 }
                 if let Some(v) = t.p95_latency_above {
-                    thresholds.push(format!("fails if p95 latency exceeds {}", format_duration(v)));
+                    thresholds.push(format!(
+                        "fails if p95 latency exceeds {}",
+                        format_duration(v)
+                    ));
                 }
                 StageSpec::Check {
                     window_secs: check.window.as_secs(),
@@ -111,7 +117,10 @@ mod tests {
 
     #[test]
     fn each_environment_gets_its_deploy_stage_and_what_follows_it() {
-        assert_eq!(names("development"), vec![("deploy-development".into(), "deploy")]);
+        assert_eq!(
+            names("development"),
+            vec![("deploy-development".into(), "deploy")]
+        );
         assert_eq!(
             names("staging"),
             vec![
@@ -152,7 +161,12 @@ mod tests {
                 approvals: 1
             }
         ));
-        let StageSpec::Deploy { publish, migrate, job } = &stages[0].spec else {
+        let StageSpec::Deploy {
+            publish,
+            migrate,
+            job,
+        } = &stages[0].spec
+        else {
             panic!("deploy first");
         };
         assert_eq!(publish, &["web", "assets"]);

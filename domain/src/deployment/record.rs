@@ -222,7 +222,9 @@ mod tests {
         ] {
             assert!(failed.apply(&event, at(2)).is_err(), "{event:?}");
         }
-        let running = StageRecord::queued().apply(&StageEvent::Start, at(1)).unwrap();
+        let running = StageRecord::queued()
+            .apply(&StageEvent::Start, at(1))
+            .unwrap();
         assert!(running.apply(&StageEvent::Skip("x".into()), at(2)).is_err());
     }
 
@@ -230,9 +232,16 @@ mod tests {
     fn the_deployment_is_its_first_failed_or_unfinished_stage() {
         let q = StageRecord::queued();
         let ok = q.apply(&StageEvent::Succeed(None), at(1)).unwrap();
-        let wait = q.apply(&StageEvent::Wait("waiting for ana".into()), at(1)).unwrap();
-        let failed = q.apply(&StageEvent::Fail("rejected by ana: typo".into()), at(1)).unwrap();
-        assert_eq!(summarize(&[("a".into(), q.clone())]), (RunState::Queued, None));
+        let wait = q
+            .apply(&StageEvent::Wait("waiting for ana".into()), at(1))
+            .unwrap();
+        let failed = q
+            .apply(&StageEvent::Fail("rejected by ana: typo".into()), at(1))
+            .unwrap();
+        assert_eq!(
+            summarize(&[("a".into(), q.clone())]),
+            (RunState::Queued, None)
+        );
         assert_eq!(
             summarize(&[("a".into(), ok.clone()), ("gate".into(), wait)]),
             (RunState::Waiting, Some("gate: waiting for ana".into()))
@@ -242,7 +251,11 @@ mod tests {
             RunState::Running
         );
         assert_eq!(
-            summarize(&[("a".into(), ok.clone()), ("gate".into(), failed), ("c".into(), q)]),
+            summarize(&[
+                ("a".into(), ok.clone()),
+                ("gate".into(), failed),
+                ("c".into(), q)
+            ]),
             (
                 RunState::Failed,
                 Some("gate failed: rejected by ana: typo".into())

@@ -177,7 +177,9 @@ pub struct PromoteRequest {
 pub enum Promoted {
     Started(Created),
     /// The release already runs there: nothing to do.
-    AlreadyCurrent { version: String },
+    AlreadyCurrent {
+        version: String,
+    },
 }
 
 /// Promotes a release into an environment: the one use case behind the page's button, REST, the
@@ -305,9 +307,9 @@ pub async fn newest_eligible(
             )
             .fetch_optional(&mut *conn)
             .await?;
-            Ok(row.map(|r| (r.release_id, r.version)).ok_or_else(|| {
-                format!("no release has passed every stage of {before} yet")
-            }))
+            Ok(row
+                .map(|r| (r.release_id, r.version))
+                .ok_or_else(|| format!("no release has passed every stage of {before} yet")))
         }
     }
 }

@@ -107,12 +107,10 @@ pub async fn on_run_succeeded(
         .write(&mut *conn)
         .await?;
     // The CI part ends with a deploy stage: its environment gets the release at once.
-    let first = parsed
-        .stages()
-        .find_map(|s| match &s.kind {
-            definition::StageKind::Deploy(d) => Some(d.environment.to_string()),
-            _ => None,
-        });
+    let first = parsed.stages().find_map(|s| match &s.kind {
+        definition::StageKind::Deploy(d) => Some(d.environment.to_string()),
+        _ => None,
+    });
     if let Some(environment) = first {
         let environment_id = sqlx::query_scalar!(
             "select environment_id from environment where project_id = $1 and name = $2",
@@ -122,13 +120,15 @@ pub async fn on_run_succeeded(
         .fetch_optional(&mut *conn)
         .await?;
         let busy = match environment_id {
-            Some(id) => sqlx::query_scalar!(
-                r#"select exists(select 1 from deployment where environment_id = $1
+            Some(id) => {
+                sqlx::query_scalar!(
+                    r#"select exists(select 1 from deployment where environment_id = $1
                      and state in ('queued', 'running', 'waiting')) as "busy!""#,
-                id
-            )
-            .fetch_one(&mut *conn)
-            .await?,
+                    id
+                )
+                .fetch_one(&mut *conn)
+                .await?
+            }
             None => true,
         };
         if !busy {
@@ -158,7 +158,10 @@ pub async fn on_run_succeeded(
 }
 
 /// Serialises numbering within a project for the rest of the transaction.
-pub(crate) async fn lock_numbers(conn: &mut PgConnection, project_id: Uuid) -> Result<(), sqlx::Error> {
+pub(crate) async fn lock_numbers(
+    conn: &mut PgConnection,
+    project_id: Uuid,
+) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "select pg_advisory_xact_lock(hashtextextended('flightdeck:release:' || $1::text, 0))",
         project_id.to_string()
@@ -182,7 +185,10 @@ pub struct Undescribed {
 }
 
 /// Releases waiting to be described, oldest first.
-pub async fn undescribed(conn: &mut PgConnection, limit: i64) -> Result<Vec<Undescribed>, sqlx::Error> {
+pub async fn undescribed(
+    conn: &mut PgConnection,
+    limit: i64,
+) -> Result<Vec<Undescribed>, sqlx::Error> {
     let rows = sqlx::query!(
         r#"select r.release_id, p.project_key, p.repository, r.commit_sha,
                   prev.commit_sha as "previous_commit?", r.notes_edited_by is not null as "edited!",

@@ -52,7 +52,7 @@ pub(crate) async fn step(deployer: &Deployer, id: DeploymentId) -> anyhow::Resul
         StageSpec::Jobs { jobs } => stage_ctx.jobs(tx, &jobs).await,
         StageSpec::Manual { checklist } => stage_ctx.manual(tx, checklist.as_deref()).await,
         StageSpec::Gate { role, approvals } => stage_ctx.gate(tx, role, approvals).await,
-        StageSpec::Flags { set } => stage_ctx.flags(tx, &set).await,
+        StageSpec::Flags { environment, set } => stage_ctx.flags(tx, &environment, &set).await,
         StageSpec::Check { .. } => stage_ctx.check(tx).await,
         StageSpec::Publish { artifacts } => {
             let mut tx = tx;
@@ -558,6 +558,7 @@ impl StageCtx<'_> {
     async fn flags(
         &self,
         mut tx: Tx,
+        environment: &str,
         set: &[domain::deployment::FlagSettingSpec],
     ) -> anyhow::Result<Next> {
         if !self.running(&mut tx).await? {
@@ -569,29 +570,63 @@ impl StageCtx<'_> {
             "deployment #{} of {}: {}",
             d.number, d.version, self.stage.name
         );
-        match self
-            .deployer
-            .world
-            .apply_flags(&mut tx, d, set, &reason)
-            .await
-        {
-            Ok(version) => {
-                store::set_outcome(&mut tx, self.stage.id, &json!({ "flag_snapshot": version }))
+        let settings: Vec<domain::definition::FlagSetting> = set
+            .iter()
+            .map(|s| domain::definition::FlagSetting {
+                flag: s.flag.clone(),
+                enabled: s.enabled,
+                rollout: s.rollout,
+            })
+            .collect();
+        let target = environment::find(&mut tx, &d.project, environment).await?;
+        // A savepoint: a refused setting fails the stage without undoing the lock we hold.
+        let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
+        let applied = domain::flags::store::apply_settings(
+            &mut savepoint,
+            target.id,
+            &settings,
+            Actor::system(),
+            &Origin::default(),
+            &reason,
+        )
+        .await;
+        match applied {
+            Ok(applied) => {
+                savepoint.commit().await?;
+                if target.id.0 == d.environment_id {
+                    // What the environment runs with at the end of the deployment (a rollback
+                    // to this release restores it).
+                    sqlx::query!(
+                        "update deployment set flag_snapshot_version = $2 where deployment_id = $1",
+                        d.id.0,
+                        applied.version
+                    )
+                    .execute(&mut *tx)
                     .await?;
-                self.succeed(
-                    tx,
-                    Some(match version {
-                        Some(v) => format!("flags set; snapshot #{v}"),
-                        None => "flags set".into(),
+                }
+                store::set_outcome(
+                    &mut tx,
+                    self.stage.id,
+                    &json!({
+                        "flag_snapshot": applied.version,
+                        "changed": applied.changed,
+                        "created": applied.created,
                     }),
                 )
-                .await
+                .await?;
+                let words = if applied.changed {
+                    format!("flags set in {environment}; snapshot #{}", applied.version)
+                } else {
+                    format!(
+                        "the flags were already so in {environment} (snapshot #{})",
+                        applied.version
+                    )
+                };
+                self.succeed(tx, Some(words)).await
             }
             Err(error) => {
-                drop(tx);
-                let mut tx = self.deployer.portal.pool.begin().await?;
-                store::lock(&mut tx, d.id).await?;
-                self.fail(tx, format!("could not set the flags: {error:#}"))
+                savepoint.rollback().await?;
+                self.fail(tx, format!("could not set the flags: {error}"))
                     .await
             }
         }

@@ -2,9 +2,7 @@
 //! sites, their flags. Each call is idempotent, so a deployer that resumes after a crash may
 //! repeat the step it was in.
 
-use domain::deployment::FlagSettingSpec;
 use domain::deployment::store::Locked;
-use sqlx::{Postgres, Transaction};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -43,18 +41,5 @@ impl World {
     ) -> anyhow::Result<serde_json::Value> {
         let _ = (deployment, artifacts, config);
         anyhow::bail!("publishing sites is not wired into this build yet")
-    }
-
-    /// Applies a `flags` stage's settings in the deployment's transaction; returns the
-    /// environment's flag snapshot version after.
-    pub async fn apply_flags(
-        &self,
-        tx: &mut Transaction<'static, Postgres>,
-        deployment: &Locked,
-        set: &[FlagSettingSpec],
-        reason: &str,
-    ) -> anyhow::Result<Option<i64>> {
-        let _ = (tx, deployment, set, reason);
-        anyhow::bail!("flag settings are not wired into this build yet")
     }
 }

@@ -90,6 +90,13 @@ phases:
           job:
             steps:
               - echo "deploying to production"
+      feature-flags:
+        flags:
+          environment: production
+          set:
+            smart-reminders:
+              enabled: true
+              rollout: 10
 "#;
 
 const CHECKS: &str = "# Checks\n\n## Basics\n\n1. The page opens.\n2. A session can be planned\n   with a reminder.\n";
