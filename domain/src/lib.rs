@@ -30,6 +30,8 @@ pub mod definition;
 #[cfg(feature = "server")]
 pub mod deployment;
 #[cfg(feature = "server")]
+pub mod envdb;
+#[cfg(feature = "server")]
 pub mod environment;
 #[cfg(feature = "server")]
 pub mod flags;
