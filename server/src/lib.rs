@@ -9,6 +9,7 @@ pub mod database;
 pub mod deployer;
 pub mod embedded_pg;
 pub mod engine;
+pub mod envdb;
 pub mod flag_cache;
 pub mod http;
 pub mod instance;

@@ -36,7 +36,9 @@ pub struct Recorded {
 /// same cases).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TrackingError {
-    #[error("{file} was changed after it was applied (the database has sha256 {recorded}, the release {release}); add a new migration instead")]
+    #[error(
+        "{file} was changed after it was applied (the database has sha256 {recorded}, the release {release}); add a new migration instead"
+    )]
     Changed {
         file: String,
         recorded: String,
@@ -116,7 +118,11 @@ mod tests {
         let mut edited = row(&migrations[0]);
         edited.sha256 = "0".repeat(64);
         let error = pending(&[edited], &migrations).unwrap_err();
-        assert!(error.to_string().starts_with("0001_a.sql was changed after it was applied"));
+        assert!(
+            error
+                .to_string()
+                .starts_with("0001_a.sql was changed after it was applied")
+        );
         let ahead = Recorded {
             version: 3,
             name: "c".into(),

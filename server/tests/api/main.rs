@@ -5,6 +5,7 @@ mod assets;
 mod binary;
 mod definition;
 mod deployments;
+mod envdb;
 mod errors;
 mod flags;
 mod helpers;
