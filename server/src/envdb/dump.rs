@@ -14,6 +14,7 @@
 //! 2. the live database refuses new connections (`allow_connections false`), then
 //!    `drop database … with (force)` ends the open ones (the app's pool reconnects);
 //! 3. the restored database takes the live one's name.
+//!
 //! Database-level settings (`alter database … set`, grants on the database) are not in a dump
 //! of the database's contents and are not carried over.
 
