@@ -408,7 +408,7 @@ async fn restore_from<S: ArtifactStorage>(
         "fd_restore_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     );
-    sqlx::raw_sql(&format!(
+    super::run(&mut admin, &format!(
         "create database {} with template template0 owner {} encoding {} lc_collate {} lc_ctype {}",
         ident(&scratch),
         ident(&owner),
@@ -416,16 +416,14 @@ async fn restore_from<S: ArtifactStorage>(
         literal(&collate),
         literal(&ctype)
     ))
-    .execute(&mut admin)
     .await
     .map_err(database_error)?;
     let restored = run_restore(&tools, &db.url.with_database(&scratch), file, &db.name).await;
     if let Err(error) = restored {
-        let _ = sqlx::raw_sql(&format!(
-            "drop database if exists {} with (force)",
-            ident(&scratch)
-        ))
-        .execute(&mut admin)
+        let _ = super::run(
+            &mut admin,
+            &format!("drop database if exists {} with (force)", ident(&scratch)),
+        )
         .await;
         return Err(error);
     }
@@ -433,32 +431,34 @@ async fn restore_from<S: ArtifactStorage>(
         database: db.name.clone(),
         source,
     };
-    sqlx::raw_sql(&format!(
-        "alter database {} allow_connections false",
-        ident(&db.name)
-    ))
-    .execute(&mut admin)
+    super::run(
+        &mut admin,
+        &format!("alter database {} allow_connections false", ident(&db.name)),
+    )
     .await
     .map_err(swap_error)?;
     let swapped = async {
-        sqlx::raw_sql(&format!("drop database {} with (force)", ident(&db.name)))
-            .execute(&mut admin)
-            .await?;
-        sqlx::raw_sql(&format!(
-            "alter database {} rename to {}",
-            ident(&scratch),
-            ident(&db.name)
-        ))
-        .execute(&mut admin)
+        super::run(
+            &mut admin,
+            &format!("drop database {} with (force)", ident(&db.name)),
+        )
+        .await?;
+        super::run(
+            &mut admin,
+            &format!(
+                "alter database {} rename to {}",
+                ident(&scratch),
+                ident(&db.name)
+            ),
+        )
         .await
     }
     .await;
     if let Err(source) = swapped {
-        let _ = sqlx::raw_sql(&format!(
-            "alter database {} allow_connections true",
-            ident(&db.name)
-        ))
-        .execute(&mut admin)
+        let _ = super::run(
+            &mut admin,
+            &format!("alter database {} allow_connections true", ident(&db.name)),
+        )
         .await;
         return Err(swap_error(source));
     }

@@ -122,12 +122,10 @@ pub async fn apply(db: &EnvDatabase, migrations: &[Migration]) -> Result<Vec<App
     };
     let mut conn = db.url.connect().await.map_err(database_error)?;
     let mut tx = conn.begin().await.map_err(database_error)?;
-    sqlx::raw_sql(tracking::LOCK)
-        .execute(&mut *tx)
+    super::run(&mut tx, tracking::LOCK)
         .await
         .map_err(database_error)?;
-    sqlx::raw_sql(tracking::CREATE_TABLE)
-        .execute(&mut *tx)
+    super::run(&mut tx, tracking::CREATE_TABLE)
         .await
         .map_err(database_error)?;
     let rows = recorded(&mut tx).await.map_err(database_error)?;
@@ -138,7 +136,7 @@ pub async fn apply(db: &EnvDatabase, migrations: &[Migration]) -> Result<Vec<App
     let mut applied = Vec::new();
     for migration in pending {
         let started = Instant::now();
-        if let Err(error) = sqlx::raw_sql(&migration.sql).execute(&mut *tx).await {
+        if let Err(error) = super::run(&mut tx, &migration.sql).await {
             return Err(match error {
                 sqlx::Error::Database(e) => ApplyError::Failed(failure(migration, e.as_ref())),
                 other => database_error(other),

@@ -35,6 +35,16 @@ use sqlx::PgPool;
 use std::path::PathBuf;
 use uuid::Uuid;
 
+/// Runs `sql` as one simple-protocol query (several statements, no parameters). Through
+/// `Executor::execute`, whose boxed future stays `Send` for any lifetime, so the deployer can
+/// spawn what calls it (`RawSql::execute` is an `async fn` generic over the executor, which is not).
+async fn run(
+    conn: &mut sqlx::PgConnection,
+    sql: &str,
+) -> Result<sqlx::postgres::PgQueryResult, sqlx::Error> {
+    sqlx::Executor::execute(conn, sqlx::raw_sql(sql)).await
+}
+
 /// The environment databases reachable from one Flightdeck server.
 #[derive(Debug, Clone)]
 pub struct EnvironmentDatabases<S> {

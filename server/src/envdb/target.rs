@@ -249,9 +249,7 @@ pub async fn ensure_exists(admin: &DatabaseUrl, db: &EnvDatabase) -> Result<(), 
             .map_err(connect_error)?;
     if !exists {
         // The name was checked to be a plain identifier: quoting it is enough.
-        let created = sqlx::raw_sql(&format!("create database \"{}\"", db.name))
-            .execute(&mut conn)
-            .await;
+        let created = super::run(&mut conn, &format!("create database \"{}\"", db.name)).await;
         match created {
             Ok(_) => tracing::info!(database = %db.name, "created an environment database"),
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}

@@ -357,11 +357,26 @@ async fn a_failing_migration_names_its_line_and_the_backup_is_restored() {
         b"-- A weekly goal for the streak.\nalter table study_session\n    add colum goal integer;\n".to_vec(),
     ));
     let release = read_migrations(&pack(&files)).unwrap();
-    let error = setup
-        .dbs
-        .migrate_with_backup(&setup.pool, setup.step(&release))
-        .await
-        .unwrap_err();
+    // As the deployer calls it: from a spawned task.
+    let (dbs, pool, db, staging) = (
+        setup.dbs.clone(),
+        setup.pool.clone(),
+        setup.db.clone(),
+        setup.staging,
+    );
+    let error = tokio::spawn(async move {
+        let step = Migrate {
+            environment: staging,
+            deployment: None,
+            db: &db,
+            migrations: &release,
+            backup: true,
+        };
+        dbs.migrate_with_backup(&pool, step).await
+    })
+    .await
+    .unwrap()
+    .unwrap_err();
     let message = error.to_string();
     let MigrateError::Failed {
         failure,
@@ -485,5 +500,51 @@ async fn a_restore_brings_back_exactly_the_backup_and_refuses_tampered_bytes() {
         .await
         .unwrap();
     app.close().await.unwrap();
+    drop_database(&setup).await;
+}
+
+#[tokio::test]
+async fn applying_waits_for_the_apps_own_migration_lock() {
+    let setup = Setup::new().await;
+    let migrations = read_migrations(&pack(&sample_files())).unwrap();
+    setup.dbs.ensure_exists(&setup.db).await.unwrap();
+    // The app's tool holds its lock (as `migrate.mjs` does inside its transaction).
+    let mut holder = setup.app().await;
+    sqlx::query("select pg_advisory_lock(hashtext($1))")
+        .bind(domain::envdb::tracking::LOCK_KEY)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let dbs = setup.dbs.clone();
+    let db = setup.db.clone();
+    let applying = tokio::spawn(async move { dbs.apply(&db, &migrations).await });
+    // Flightdeck's transaction shows up waiting on that advisory lock.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: bool = sqlx::query_scalar(
+            "select exists(select 1 from pg_locks where locktype = 'advisory' and not granted)",
+        )
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+        if waiting {
+            break;
+        }
+        assert!(
+            !applying.is_finished(),
+            "applied without waiting for the app's lock"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never waited on the lock"
+        );
+        tokio::task::yield_now().await;
+    }
+    sqlx::query("select pg_advisory_unlock_all()")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    assert_eq!(applying.await.unwrap().unwrap().len(), 3);
+    holder.close().await.unwrap();
     drop_database(&setup).await;
 }
