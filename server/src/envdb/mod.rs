@@ -76,6 +76,22 @@ pub struct Migrated {
     pub applied: Vec<Applied>,
 }
 
+impl Migrated {
+    /// What a deployment stage's outcome records: the backup (by id and checksum) and each
+    /// migration applied with its time.
+    pub fn outcome(&self) -> serde_json::Value {
+        serde_json::json!({
+            "backup": self.backup.as_ref().map(|b| serde_json::json!({
+                "id": b.id, "sha256": b.sha256, "size_bytes": b.size_bytes,
+                "database": b.database_name,
+            })),
+            "applied": self.applied.iter().map(|a| serde_json::json!({
+                "version": a.version, "file": a.file, "ms": a.elapsed.as_millis() as u64,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
     #[error(transparent)]
