@@ -43,3 +43,5 @@ pub mod project;
 pub mod release;
 #[cfg(feature = "server")]
 pub mod run;
+#[cfg(feature = "server")]
+pub mod site;
