@@ -2,7 +2,7 @@
 
 use crate::auth::{LoginThrottle, SessionPolicy, Sessions, Tokens, Users};
 use crate::clock::SharedClock;
-use crate::run::artifacts::LocalDisk;
+use crate::run::artifacts::ArtifactStore;
 use crate::run::protocol::LEASE_SECS;
 use crate::run::store::Runs;
 use crate::run::work::{Secrets, Work};
@@ -19,7 +19,8 @@ pub struct Portal {
     pub work: Work,
     /// Flags, segments and snapshots.
     pub flags: crate::flags::FlagStore,
-    pub artifacts: LocalDisk,
+    /// Artifact bytes: the local disk or an S3-compatible bucket.
+    pub artifacts: ArtifactStore,
     /// Whether cookies get the `Secure` attribute (the portal is served over https).
     pub secure_cookies: bool,
     /// What time-driven work reads (the system's; tests move their own).
@@ -27,7 +28,12 @@ pub struct Portal {
 }
 
 impl Portal {
-    pub fn new(pool: PgPool, secure_cookies: bool, artifacts: LocalDisk, secrets: Secrets) -> Self {
+    pub fn new(
+        pool: PgPool,
+        secure_cookies: bool,
+        artifacts: impl Into<ArtifactStore>,
+        secrets: Secrets,
+    ) -> Self {
         Portal {
             users: Users::new(pool.clone(), LoginThrottle::default()),
             sessions: Sessions::new(pool.clone(), SessionPolicy::default()),
@@ -35,7 +41,7 @@ impl Portal {
             runs: Runs::new(pool.clone()),
             flags: crate::flags::FlagStore::new(pool.clone()),
             work: Work::new(pool.clone(), secrets, Duration::from_secs(LEASE_SECS)),
-            artifacts,
+            artifacts: artifacts.into(),
             pool,
             secure_cookies,
             clock: crate::clock::system(),

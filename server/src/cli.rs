@@ -148,6 +148,14 @@ struct ServeArgs {
         value_name = "SECRET"
     )]
     github_webhook_secret: Option<String>,
+    /// Where artifacts (and so the environments' sites) are stored: an S3-compatible bucket,
+    /// s3://BUCKET or s3://BUCKET/PREFIX, which every replica must share when they run on
+    /// several machines. The endpoint, region and credentials come from the standard
+    /// variables: AWS_ENDPOINT_URL (for a store other than AWS), AWS_REGION,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, and AWS_ALLOW_HTTP=true for a plain-http
+    /// endpoint. [default: files under <data dir>/artifacts]
+    #[arg(long, env = "FLIGHTDECK_ARTIFACT_STORE", value_name = "URL")]
+    artifact_store: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -327,6 +335,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 database: database()?,
                 max_connections,
                 data_dir,
+                artifact_store: args
+                    .artifact_store
+                    .or(file.artifact_store.clone())
+                    .filter(|s| !s.trim().is_empty()),
                 local_runner: (!args.no_local_runner).then_some(labels),
                 webhook_secret: args.github_webhook_secret.filter(|s| !s.is_empty()),
             })

@@ -14,6 +14,10 @@ use std::path::{Path, PathBuf};
 /// public_url = "https://deploy.example.com"
 /// projects = ["/srv/studybuddy/flightdeck.yml"]
 /// site_root = "/usr/share/flightdeck/site"
+/// # Artifacts in an S3-compatible bucket (replicas on several machines share it); the endpoint,
+/// # region and credentials come from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
+/// # AWS_SECRET_ACCESS_KEY (and AWS_ALLOW_HTTP=true for a plain-http endpoint).
+/// artifact_store = "s3://flightdeck-artifacts"
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +30,7 @@ pub struct FileSettings {
     pub projects: Vec<PathBuf>,
     pub site_root: Option<PathBuf>,
     pub max_connections: Option<u32>,
+    pub artifact_store: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

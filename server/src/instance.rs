@@ -12,6 +12,7 @@ use crate::http::assets::{PKG_DIR, Site};
 use crate::http::refusals::Refusals;
 use crate::http::{self, AppState, AppStateParts};
 use crate::live::LiveHub;
+use crate::sites::SiteCache;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use domain::auth::Scope;
@@ -42,6 +43,8 @@ pub struct InstanceConfig {
     pub local_runner: Option<LocalRunner>,
     /// What deployments change outside Flightdeck: environments' databases, sites and flags.
     pub world: crate::deployer::world::World,
+    /// This replica's own files: the environments' sites unpacked under `sites/`.
+    pub data_dir: PathBuf,
 }
 
 /// The built-in runner's settings.
@@ -56,6 +59,9 @@ pub struct Instance {
     pub addr: SocketAddr,
     pub public_url: String,
     pub portal: Portal,
+    /// Every environment's site as this replica serves it (the deployer materialises a version
+    /// here before it switches).
+    pub sites: SiteCache,
     /// Cancelled when stopping starts: streams end, readiness turns false, services stop.
     shutdown: CancellationToken,
     /// Cancelled last: live updates, the flag cache's listener and the refusal writer.
@@ -89,6 +95,15 @@ impl Instance {
         )
         .await
         .context("cannot load the feature flags")?;
+        let sites = SiteCache::start(
+            pool.clone(),
+            portal.artifacts.clone(),
+            &config.data_dir,
+            &live,
+            stop_listeners.clone(),
+        )
+        .await
+        .context("cannot load the environments' sites")?;
         let (refusals, refusal_writer) = Refusals::start(pool.clone(), stop_listeners.clone());
         let leptos_options = LeptosOptions::builder()
             .output_name("flightdeck")
@@ -103,6 +118,7 @@ impl Instance {
             portal: portal.clone(),
             live: live.clone(),
             flags,
+            sites: sites.clone(),
             refusals,
             access: Arc::new(http::access_table()?),
             shutdown: shutdown.clone(),
@@ -165,6 +181,7 @@ impl Instance {
             addr,
             public_url,
             portal,
+            sites,
             shutdown,
             stop_listeners,
             runner_stop,

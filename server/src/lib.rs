@@ -17,3 +17,4 @@ pub mod live;
 pub mod repository;
 pub mod runner;
 pub mod serve;
+pub mod sites;

@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 pub const CHANNEL: &str = "flightdeck_change";
 /// The channel new log lines are announced on (one notification per batch).
 pub const LOG_CHANNEL: &str = "flightdeck_log";
+/// The channel site versions and site switches are announced on (see `crate::sites`).
+pub const SITE_CHANNEL: &str = "flightdeck_site";
 
 /// Events buffered per subscriber. A page that falls further behind gets a `resync` instead of
 /// the missed events, which makes it reload anyway.
@@ -46,6 +48,9 @@ pub struct Change {
     /// For `flags`: the environment's new snapshot version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
+    /// For `site`: the site version prepared or switched to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_version_id: Option<String>,
 }
 
 impl Change {
@@ -59,6 +64,7 @@ impl Change {
             job_id: None,
             environment_id: None,
             version: None,
+            site_version_id: None,
         }
     }
 
@@ -118,7 +124,9 @@ impl LiveHub {
         let mut listener = PgListener::connect_with(pool).await?;
         // Reconnection is ours (with backoff and a resync), not sqlx's silent one.
         listener.ignore_pool_close_event(true);
-        listener.listen_all([CHANNEL, LOG_CHANNEL]).await?;
+        listener
+            .listen_all([CHANNEL, LOG_CHANNEL, SITE_CHANNEL])
+            .await?;
         self.listening.store(true, Ordering::Relaxed);
         tracing::debug!("listening for live updates");
         let _ = self.sender.send(Change::resync());

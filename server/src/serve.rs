@@ -9,7 +9,7 @@ use anyhow::Context;
 use domain::audit::Origin;
 use domain::portal::Portal;
 use domain::project::{LoadDefinitionError, Loaded};
-use domain::run::artifacts::LocalDisk;
+use domain::run::artifacts::ArtifactStore;
 use domain::run::work::Secrets;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,6 +32,8 @@ pub struct ServeOptions {
     pub max_connections: u32,
     /// Artifacts and the built-in runner's workspaces live here.
     pub data_dir: PathBuf,
+    /// Where artifacts are stored: `s3://bucket[/prefix]`, or None for `<data_dir>/artifacts`.
+    pub artifact_store: Option<String>,
     /// Labels of the built-in runner; None turns it off.
     pub local_runner: Option<Vec<String>>,
     pub webhook_secret: Option<String>,
@@ -61,12 +63,11 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .public_url
         .as_deref()
         .is_some_and(|u| u.starts_with("https://"));
-    let artifacts = LocalDisk::new(options.data_dir.join("artifacts")).with_context(|| {
-        format!(
-            "cannot create {}",
-            options.data_dir.join("artifacts").display()
-        )
-    })?;
+    let artifacts = ArtifactStore::open(
+        options.artifact_store.as_deref(),
+        &options.data_dir.join("artifacts"),
+    )?;
+    tracing::info!(store = %artifacts.describe(), "artifacts are stored here");
     let portal = Portal::new(pool.clone(), secure_cookies, artifacts, Secrets::from_env());
     let listener = TcpListener::bind(options.addr)
         .await
@@ -83,6 +84,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             data_dir: options.data_dir.clone(),
         }),
         world: Default::default(),
+        data_dir: options.data_dir.clone(),
     })
     .await?;
     println!(

@@ -52,7 +52,9 @@ pub async fn load_index(
 ) -> Result<Option<SiteIndex>, SiteError> {
     let path = version_dir(sites_dir, version).join(INDEX_FILE);
     match tokio::fs::read(&path).await {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| disk(&path, e.into())),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| disk(&path, e.into())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(disk(&path, e)),
     }

@@ -28,7 +28,7 @@ pub use paths::{SITES_PREFIX, SitePath, SitePaths, paths};
 use crate::environment::EnvironmentId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 use std::fmt;
 use std::str::FromStr;
 use uuid::Uuid;
@@ -170,6 +170,9 @@ pub async fn prepare(
     if publish.is_empty() {
         return Err(SiteError::NothingToPublish);
     }
+    // The version and its artifacts appear together (replicas start fetching the version as
+    // soon as its row commits), even when the caller holds no transaction.
+    let mut conn = conn.begin().await?;
     let release = sqlx::query!(
         "select run_id, project_id from release where release_id = $1",
         release_id
@@ -264,7 +267,8 @@ pub async fn prepare(
         .execute(&mut *conn)
         .await?;
     }
-    pin(&mut *conn, id).await?;
+    pin(&mut conn, id).await?;
+    conn.commit().await?;
     Ok(id)
 }
 
@@ -285,6 +289,8 @@ pub async fn switch(
     site_version_id: SiteVersionId,
     by: &str,
 ) -> Result<Option<SiteVersionId>, SiteError> {
+    // A savepoint inside the caller's transaction (or a transaction of its own without one).
+    let mut conn = conn.begin().await?;
     let owner = sqlx::query_scalar!(
         r#"select environment_id as "id: EnvironmentId" from site_version where site_version_id = $1"#,
         site_version_id.0
@@ -319,7 +325,8 @@ pub async fn switch(
     )
     .execute(&mut *conn)
     .await?;
-    pin(&mut *conn, site_version_id).await?;
+    pin(&mut conn, site_version_id).await?;
+    conn.commit().await?;
     Ok(previous)
 }
 
@@ -365,10 +372,7 @@ pub async fn pointers(conn: &mut PgConnection) -> Result<Vec<SitePointer>, sqlx:
 }
 
 /// One version with its artifacts.
-pub async fn version(
-    conn: &mut PgConnection,
-    id: SiteVersionId,
-) -> Result<SiteVersion, SiteError> {
+pub async fn version(conn: &mut PgConnection, id: SiteVersionId) -> Result<SiteVersion, SiteError> {
     let row = sqlx::query!(
         r#"select environment_id as "environment_id: EnvironmentId", release_id, deployment_id,
                   runtime_config, created_at

@@ -37,11 +37,17 @@ pub async fn paths(conn: &mut PgConnection) -> Result<SitePaths, sqlx::Error> {
     .fetch_all(&mut *conn)
     .await?;
     let mut out = SitePaths::default();
-    let mut definition: Option<(String, Option<std::sync::Arc<crate::definition::Definition>>)> =
-        None;
+    let mut definition: Option<(
+        String,
+        Option<std::sync::Arc<crate::definition::Definition>>,
+    )> = None;
     for row in rows {
-        if definition.as_ref().is_none_or(|(key, _)| *key != row.project_key) {
-            let current = crate::project::current_definition_in(&mut *conn, &row.project_key).await?;
+        if definition
+            .as_ref()
+            .is_none_or(|(key, _)| *key != row.project_key)
+        {
+            let current =
+                crate::project::current_definition_in(&mut *conn, &row.project_key).await?;
             definition = Some((row.project_key.clone(), current));
         }
         let declared = definition

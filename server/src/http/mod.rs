@@ -60,6 +60,8 @@ pub struct AppStateParts {
     pub live: LiveHub,
     /// Every environment's flags and every SDK token, in memory (the flag APIs' only source).
     pub flags: FlagCache,
+    /// Every environment's site, in memory (the `/env/…` routes' only source).
+    pub sites: crate::sites::SiteCache,
     pub access: Arc<AccessTable>,
     /// Refusals of strangers and SDKs, counted and audited once a minute.
     pub refusals: refusals::Refusals,
@@ -122,6 +124,7 @@ pub fn access_table() -> Result<AccessTable, UndeclaredRoutes> {
         .collect();
     let mut specs = api_routes().specs;
     specs.extend(sdk::routes().specs);
+    specs.extend(crate::sites::routes().specs);
     AccessTable::build(&specs, &pages, &server_fns)
 }
 
@@ -138,6 +141,7 @@ fn http_method(method: leptos_router::Method) -> Method {
 /// Everything the server answers: the SDK routes with their own stack, the rest with the full one.
 pub fn router(state: AppState) -> Router {
     let sdk_routes = sdk::router(state.clone());
+    let site_routes = crate::sites::router(state.clone());
     let portal = state.portal.clone();
     let context = move || provide_context(portal.clone());
     let options = state.leptos_options.clone();
@@ -175,6 +179,7 @@ pub fn router(state: AppState) -> Router {
         .layer(assets::compression())
         .with_state(state)
         .merge(sdk_routes)
+        .merge(site_routes)
 }
 
 /// Bounds request bodies: 1 MiB everywhere except artifact uploads, which stream to disk under

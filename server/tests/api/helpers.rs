@@ -11,11 +11,12 @@ use domain::flag_view::SdkTokenKind;
 use domain::flags::SdkTokens;
 use domain::portal::Portal;
 use domain::role::Role;
-use domain::run::artifacts::LocalDisk;
+use domain::run::artifacts::{ArtifactStore, LocalDisk};
 use domain::run::work::Secrets;
 use reqwest::StatusCode;
 use server::http::assets::Site;
 use server::instance::{Instance, InstanceConfig};
+use server::sites::SiteCache;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 use std::net::SocketAddr;
@@ -27,7 +28,7 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub const WEBHOOK_SECRET: &str = "It's a Secret to Everybody";
 
 /// A fresh artifact store for one test server.
-fn artifacts() -> LocalDisk {
+pub fn artifacts() -> LocalDisk {
     let dir = std::env::temp_dir().join(format!(
         "flightdeck-test-artifacts-{}",
         uuid::Uuid::new_v4().simple()
@@ -186,6 +187,12 @@ pub struct TestApp {
     pub options: PgConnectOptions,
     /// The clock the server's time-driven work reads: tests move it instead of sleeping.
     pub clock: Arc<ManualClock>,
+    /// Where this server's artifact bytes are.
+    pub artifacts: ArtifactStore,
+    /// The sites this server serves (its own data directory's `sites/`).
+    pub sites: SiteCache,
+    /// This server's data directory.
+    pub data_dir: std::path::PathBuf,
     /// The server, built as `flightdeck serve` builds it (background services included).
     instance: Option<Instance>,
 }
@@ -194,8 +201,14 @@ impl TestApp {
     /// A server on a fresh database with the StudyBuddy sample loaded.
     pub async fn spawn() -> TestApp {
         let app = Self::spawn_empty().await;
+        app.load_sample().await;
+        app
+    }
+
+    /// Loads the StudyBuddy sample (a second replica on the same database needs it once).
+    pub async fn load_sample(&self) {
         domain::project::load_definition(
-            &app.pool,
+            &self.pool,
             domain::project::DefinitionUpload {
                 source: SAMPLE,
                 origin_label: "examples/studybuddy/flightdeck.yml",
@@ -209,7 +222,6 @@ impl TestApp {
         )
         .await
         .expect("the sample loads");
-        app
     }
 
     /// A server on a fresh database with nothing in it.
@@ -228,6 +240,24 @@ impl TestApp {
 
     /// A server on `options` serving `site` under `/pkg`.
     pub async fn spawn_serving(options: PgConnectOptions, site: Site) -> TestApp {
+        Self::spawn_full(options, site, artifacts().into()).await
+    }
+
+    /// A server on `options` storing artifacts in `store` (replicas share an S3 bucket).
+    pub async fn spawn_storing(options: PgConnectOptions, store: ArtifactStore) -> TestApp {
+        Self::spawn_full(
+            options,
+            Site::unchecked(std::path::Path::new("target/site")),
+            store,
+        )
+        .await
+    }
+
+    async fn spawn_full(options: PgConnectOptions, site: Site, store: ArtifactStore) -> TestApp {
+        let data_dir = std::env::temp_dir().join(format!(
+            "flightdeck-test-data-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .connect_with(options.clone())
@@ -237,7 +267,7 @@ impl TestApp {
         let portal = Portal::new(
             pool.clone(),
             false,
-            artifacts(),
+            store.clone(),
             Secrets::default().with("TEST_SECRET", "hunter2-secret"),
         )
         .with_clock(clock.clone());
@@ -249,6 +279,7 @@ impl TestApp {
             webhook_secret: Some(WEBHOOK_SECRET.into()),
             local_runner: None,
             world: Default::default(),
+            data_dir: data_dir.clone(),
         })
         .await
         .expect("the server starts");
@@ -257,6 +288,9 @@ impl TestApp {
             pool,
             options,
             clock,
+            artifacts: store,
+            sites: instance.sites.clone(),
+            data_dir,
             instance: Some(instance),
         }
     }
@@ -397,6 +431,7 @@ impl Drop for TestApp {
         if let Some(instance) = &self.instance {
             instance.stop_without_waiting();
         }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
 

@@ -14,4 +14,6 @@ mod overview;
 mod people;
 mod refusals;
 mod runs;
+mod sites;
+mod storage;
 mod work;

@@ -3,10 +3,14 @@
 //! in from runners by [`ingest`]; kept per a retention rule.
 
 pub mod ingest;
+mod s3;
 mod storage;
+mod store;
 
 pub use ingest::{IngestError, Ingested, Upload, content_type_for, ingest};
+pub use s3::{PART_BYTES, S3Builder, S3ConfigError, S3Store};
 pub use storage::{ArtifactStorage, ByteStream, LocalDisk, Staged};
+pub use store::{ArtifactStore, ArtifactStoreError};
 
 use sqlx::PgPool;
 use uuid::Uuid;

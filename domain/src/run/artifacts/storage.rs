@@ -16,7 +16,7 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 
 /// Bytes written but not yet under a key: the store's own handle.
 #[derive(Debug)]
-pub struct Staged(String);
+pub struct Staged(pub(super) String);
 
 /// A store of artifact bytes under content keys (`sha256/ab/abcdef…`).
 pub trait ArtifactStorage: Clone + Send + Sync + 'static {
@@ -46,6 +46,11 @@ impl LocalDisk {
         let root = root.into();
         std::fs::create_dir_all(root.join("staging"))?;
         Ok(LocalDisk { root })
+    }
+
+    /// The directory it stores under.
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
     }
 
     fn path(&self, key: &str) -> io::Result<PathBuf> {
