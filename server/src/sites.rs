@@ -300,7 +300,7 @@ impl SiteCache {
                 environment: p.environment,
             })
             .collect();
-        routes.sort_by(|a, b| b.path.len().cmp(&a.path.len()));
+        routes.sort_by_key(|route| std::cmp::Reverse(route.path.len()));
         *self.inner.routes.write().expect("not poisoned") = Arc::new(routes);
         Ok(())
     }
