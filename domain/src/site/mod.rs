@@ -23,7 +23,7 @@ mod paths;
 pub use materialise::{
     INDEX_FILE, SiteFile, SiteIndex, is_content_hashed, load_index, materialise, version_dir,
 };
-pub use paths::{SITES_PREFIX, SitePath, SitePaths, paths};
+pub use paths::{SITES_PREFIX, SitePath, SitePaths, path_for, paths};
 
 use crate::environment::EnvironmentId;
 use chrono::{DateTime, Utc};

@@ -50,14 +50,12 @@ pub async fn paths(conn: &mut PgConnection) -> Result<SitePaths, sqlx::Error> {
                 crate::project::current_definition_in(&mut *conn, &row.project_key).await?;
             definition = Some((row.project_key.clone(), current));
         }
-        let declared = definition
+        let url = definition
             .as_ref()
             .and_then(|(_, d)| d.as_ref())
             .and_then(|d| d.environment(&row.name))
-            .and_then(|e| e.url.as_deref())
-            .and_then(declared_path);
-        let path =
-            declared.unwrap_or_else(|| format!("{SITES_PREFIX}{}/{}/", row.project_key, row.name));
+            .and_then(|e| e.url.as_deref());
+        let path = path_for(url, &row.project_key, &row.name);
         if let Some(holder) = out.paths.iter().find(|p| p.path == path) {
             out.conflicts.push(format!(
                 "`{}/{}` also claims {path}, which `{}/{}` has; its site is not served",
@@ -73,6 +71,13 @@ pub async fn paths(conn: &mut PgConnection) -> Result<SitePaths, sqlx::Error> {
         });
     }
     Ok(out)
+}
+
+/// Where the site of `environment` of `project` is served, given the environment's declared
+/// `url`: that url when it is a usable path under `/env/`, else `/env/<project>/<environment>/`.
+pub fn path_for(url: Option<&str>, project: &str, environment: &str) -> String {
+    url.and_then(declared_path)
+        .unwrap_or_else(|| format!("{SITES_PREFIX}{project}/{environment}/"))
 }
 
 /// A declared `url` that is a usable site path (`/env/staging` or `/env/staging/`), ending in `/`.
@@ -111,5 +116,14 @@ mod tests {
         assert_eq!(declared_path("/env/../admin/"), None);
         assert_eq!(declared_path("/env/a//b/"), None);
         assert_eq!(declared_path("/other/staging/"), None);
+        assert_eq!(
+            path_for(
+                Some("https://staging.example.org/"),
+                "studybuddy",
+                "staging"
+            ),
+            "/env/studybuddy/staging/"
+        );
+        assert_eq!(path_for(None, "tiny", "dev"), "/env/tiny/dev/");
     }
 }
