@@ -23,6 +23,8 @@ pub enum DatabaseError {
 pub struct Database {
     pub pool: PgPool,
     embedded: Option<EmbeddedPostgres>,
+    /// The URL given (DATABASE_URL), when not embedded.
+    url: Option<String>,
 }
 
 impl Database {
@@ -44,12 +46,29 @@ impl Database {
             .await
             .map_err(DatabaseError::Connect)?;
         domain::db::migrate(&pool).await?;
-        Ok(Database { pool, embedded })
+        let url = match setting {
+            DatabaseSetting::Url(url) => Some(url.clone()),
+            DatabaseSetting::Embedded { .. } => None,
+        };
+        Ok(Database {
+            pool,
+            embedded,
+            url,
+        })
     }
 
     /// A URL other processes on this machine can use (for `psql`, a second replica, tests).
     pub fn embedded_url(&self) -> Option<String> {
         self.embedded.as_ref().map(|e| e.url())
+    }
+
+    /// Flightdeck's database URL: DATABASE_URL, or the embedded cluster's. Environments'
+    /// databases (`database.name`) live on the same server.
+    pub fn url(&self) -> String {
+        self.url
+            .clone()
+            .or_else(|| self.embedded_url())
+            .unwrap_or_default()
     }
 
     /// Closes the pool, then stops the embedded cluster unless another Flightdeck process on

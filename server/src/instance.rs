@@ -130,7 +130,10 @@ impl Instance {
                 portal: portal.clone(),
                 driver: uuid::Uuid::new_v4(),
                 public_url: public_url.clone(),
-                world: config.world,
+                world: crate::deployer::world::World {
+                    sites: Some(sites.clone()),
+                    ..config.world
+                },
             }
             .start(&live, shutdown.clone()),
         );

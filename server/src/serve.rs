@@ -3,6 +3,7 @@
 
 use crate::config::DatabaseSetting;
 use crate::database::Database;
+use crate::deployer::world::World;
 use crate::http::assets::{Site, SiteError};
 use crate::instance::{Instance, InstanceConfig, LocalRunner};
 use anyhow::Context;
@@ -68,7 +69,12 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         &options.data_dir.join("artifacts"),
     )?;
     tracing::info!(store = %artifacts.describe(), "artifacts are stored here");
-    let portal = Portal::new(pool.clone(), secure_cookies, artifacts, Secrets::from_env());
+    let portal = Portal::new(
+        pool.clone(),
+        secure_cookies,
+        artifacts.clone(),
+        Secrets::from_env(),
+    );
     let listener = TcpListener::bind(options.addr)
         .await
         .with_context(|| format!("cannot listen on {}", options.addr))?;
@@ -83,7 +89,11 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             labels,
             data_dir: options.data_dir.clone(),
         }),
-        world: Default::default(),
+        world: World::default().with_databases(
+            &database.url(),
+            artifacts,
+            options.data_dir.join("tmp"),
+        )?,
         data_dir: options.data_dir.clone(),
     })
     .await?;

@@ -149,7 +149,7 @@ impl StageCtx<'_> {
     async fn site_path(&self, tx: &mut Tx) -> anyhow::Result<String> {
         let env =
             environment::find(tx, &self.deployment.project, &self.deployment.environment).await?;
-        Ok(site_path(
+        Ok(domain::site::path_for(
             env.url.as_deref(),
             &self.deployment.project,
             &self.deployment.environment,
@@ -418,10 +418,11 @@ impl StageCtx<'_> {
         backup: bool,
     ) -> anyhow::Result<Option<Tx>> {
         let world = self.deployer.world.clone();
+        let portal = self.deployer.portal.clone();
         let d = self.deployment.clone();
         let artifact = artifact.to_string();
         self.world_step(tx, "migrate", move || async move {
-            world.migrate(&d, &artifact, backup).await
+            world.migrate(&portal, &d, &artifact, backup).await
         })
         .await
     }
@@ -440,8 +441,9 @@ impl StageCtx<'_> {
             Some(config) => config,
             None => self.runtime_config(&mut tx).await?,
         };
+        let portal = self.deployer.portal.clone();
         self.world_step(tx, "publish", move || async move {
-            world.publish(&d, &artifacts, config).await
+            world.publish(&portal, &d, &artifacts, config).await
         })
         .await
     }
@@ -642,19 +644,5 @@ impl StageCtx<'_> {
                 .into(),
         )
         .await
-    }
-}
-
-/// Where an environment's site is served.
-pub fn site_path(url: Option<&str>, project: &str, environment: &str) -> String {
-    match url {
-        Some(url) if url.starts_with("/env/") => {
-            if url.ends_with('/') {
-                url.to_string()
-            } else {
-                format!("{url}/")
-            }
-        }
-        _ => format!("/env/{project}/{environment}/"),
     }
 }

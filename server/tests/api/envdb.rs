@@ -250,7 +250,10 @@ async fn the_samples_migrations_apply_once_and_its_own_tool_agrees() {
         .unwrap();
     assert_eq!(migrated.applied.len(), 3);
     let outcome = migrated.outcome();
-    assert_eq!(outcome["applied"][0]["file"], "0001_create_study_session.sql");
+    assert_eq!(
+        outcome["applied"][0]["file"],
+        "0001_create_study_session.sql"
+    );
     let backup = migrated
         .backup
         .expect("a backup before the first migrations");

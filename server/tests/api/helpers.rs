@@ -278,7 +278,9 @@ impl TestApp {
             portal,
             webhook_secret: Some(WEBHOOK_SECRET.into()),
             local_runner: None,
-            world: Default::default(),
+            world: server::deployer::world::World::default()
+                .with_databases(&url_of(&options), store.clone(), data_dir.join("tmp"))
+                .unwrap(),
             data_dir: data_dir.clone(),
         })
         .await

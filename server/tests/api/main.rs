@@ -4,6 +4,7 @@ mod access;
 mod assets;
 mod binary;
 mod definition;
+mod deploy_world;
 mod deployments;
 mod envdb;
 mod errors;
