@@ -156,6 +156,22 @@ struct ServeArgs {
     /// endpoint. [default: files under <data dir>/artifacts]
     #[arg(long, env = "FLIGHTDECK_ARTIFACT_STORE", value_name = "URL")]
     artifact_store: Option<String>,
+    /// Variables every deployment job gets (its deploy job and the tests after it), as
+    /// KEY=VALUE, `;`-separated in the variable; `{project}` and `{environment}` in a value are
+    /// replaced. The sample's deploy job reads STUDYBUDDY_DEPLOY_DIR and
+    /// STUDYBUDDY_RESTART_COMMAND from here.
+    #[arg(
+        long = "deploy-env",
+        env = "FLIGHTDECK_DEPLOY_ENV",
+        value_delimiter = ';',
+        value_name = "KEY=VALUE"
+    )]
+    deploy_env: Vec<String>,
+    /// Environments' APIs listen on this machine at this port plus the environment's position
+    /// (1, 2, 3… in the definition): deployment jobs get PORT, and the runtime configuration's
+    /// api_base points there. [default: the site's own origin]
+    #[arg(long, env = "FLIGHTDECK_ENVIRONMENT_PORT_BASE", value_name = "PORT")]
+    environment_port_base: Option<u16>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -341,6 +357,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .filter(|s| !s.trim().is_empty()),
                 local_runner: (!args.no_local_runner).then_some(labels),
                 webhook_secret: args.github_webhook_secret.filter(|s| !s.is_empty()),
+                deploy_env: crate::deployer::world::parse_deploy_env(&args.deploy_env)?,
+                environment_port_base: args.environment_port_base,
             })
             .await?;
             Ok(ExitCode::SUCCESS)

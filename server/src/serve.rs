@@ -38,6 +38,10 @@ pub struct ServeOptions {
     /// Labels of the built-in runner; None turns it off.
     pub local_runner: Option<Vec<String>>,
     pub webhook_secret: Option<String>,
+    /// Variables for deployment jobs (`--deploy-env`).
+    pub deploy_env: Vec<(String, String)>,
+    /// Environments' APIs on this machine: this port plus the environment's position.
+    pub environment_port_base: Option<u16>,
 }
 
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
@@ -89,11 +93,12 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             labels,
             data_dir: options.data_dir.clone(),
         }),
-        world: World::default().with_databases(
-            &database.url(),
-            artifacts,
-            options.data_dir.join("tmp"),
-        )?,
+        world: World {
+            deploy_env: std::sync::Arc::new(options.deploy_env.clone()),
+            port_base: options.environment_port_base,
+            ..World::default()
+        }
+        .with_databases(&database.url(), artifacts, options.data_dir.join("tmp"))?,
         data_dir: options.data_dir.clone(),
     })
     .await?;

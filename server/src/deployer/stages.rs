@@ -161,13 +161,21 @@ impl StageCtx<'_> {
         let d = &self.deployment;
         let base = self.deployer.public_url.trim_end_matches('/');
         let path = self.site_path(tx).await?;
-        Ok(BTreeMap::from([
+        let mut env = BTreeMap::from([
             ("BASE_URL".to_string(), format!("{base}{path}")),
             ("FLIGHTDECK_ENVIRONMENT".to_string(), d.environment.clone()),
             ("FLIGHTDECK_RELEASE".to_string(), d.version.clone()),
             ("FLIGHTDECK_DEPLOYMENT".to_string(), d.number.to_string()),
             ("GIT_COMMIT".to_string(), d.commit_sha.clone()),
-        ]))
+            ("FLIGHTDECK_PUBLIC_URL".to_string(), base.to_string()),
+        ]);
+        env.extend(
+            self.deployer
+                .world
+                .job_env(&self.deployer.portal, d)
+                .await?,
+        );
+        Ok(env)
     }
 
     /// Runs the stage's jobs as a run of the CI engine: starts it the first time, then waits
@@ -345,7 +353,8 @@ impl StageCtx<'_> {
     /// monitoring agent's settings.
     async fn runtime_config(&self, tx: &mut Tx) -> anyhow::Result<serde_json::Value> {
         let d = &self.deployment;
-        let api_base = self.deployer.world.api_base(&d.project, &d.environment);
+        let position = super::world::environment_position(tx, d).await?;
+        let api_base = self.deployer.world.api_base(position);
         let path = self.site_path(tx).await?;
         Ok(json!({
             "api_base": api_base,

@@ -13,15 +13,15 @@ use domain::portal::Portal;
 use domain::run::artifacts::ArtifactStore;
 use domain::site;
 use serde_json::json;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone, Default)]
 pub struct World {
-    /// Where each environment's API answers (`project/environment` → URL), for the runtime
-    /// configuration; none means the site's own origin.
-    pub api_bases: Arc<HashMap<String, String>>,
+    /// Variables every deployment job gets (`{project}` and `{environment}` replaced).
+    pub deploy_env: Arc<Vec<(String, String)>>,
+    /// Environments' APIs listen on this machine at this port plus the environment's position.
+    pub port_base: Option<u16>,
     /// The environments' databases (on Flightdeck's own PostgreSQL server, or URLs from the
     /// server's environment); none: migrate steps fail and say so.
     pub databases: Option<EnvironmentDatabases<ArtifactStore>>,
@@ -45,10 +45,49 @@ impl World {
         Ok(self)
     }
 
-    pub fn api_base(&self, project: &str, environment: &str) -> Option<String> {
-        self.api_bases
-            .get(&format!("{project}/{environment}"))
-            .cloned()
+    /// The port of an environment's API on this machine (position counts from 0).
+    pub fn api_port(&self, position: i32) -> Option<u16> {
+        let base = self.port_base?;
+        base.checked_add(u16::try_from(position + 1).ok()?)
+    }
+
+    /// Where the environment's API answers, for its runtime configuration; none means the
+    /// site's own origin.
+    pub fn api_base(&self, position: i32) -> Option<String> {
+        self.api_port(position)
+            .map(|port| format!("http://127.0.0.1:{port}/"))
+    }
+
+    /// What a deployment's jobs get besides the release and the site: the configured variables,
+    /// the API's port, and the environment database's URL.
+    pub async fn job_env(
+        &self,
+        portal: &Portal,
+        deployment: &Locked,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let mut env: Vec<(String, String)> = self
+            .deploy_env
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.replace("{project}", &deployment.project)
+                        .replace("{environment}", &deployment.environment),
+                )
+            })
+            .collect();
+        let mut conn = portal.pool.acquire().await?;
+        let position = environment_position(&mut conn, deployment).await?;
+        if let Some(port) = self.api_port(position) {
+            env.push(("PORT".into(), port.to_string()));
+        }
+        let found =
+            environment::find(&mut conn, &deployment.project, &deployment.environment).await?;
+        if let (Some(target), Some(databases)) = (found.database, &self.databases) {
+            let db = databases.resolve(&target)?;
+            env.push(("DATABASE_URL".into(), db.url.expose().to_string()));
+        }
+        Ok(env)
     }
 
     /// Backs up the environment's database (when `backup`) and applies the release's pending
@@ -159,5 +198,80 @@ impl World {
             "previous": previous.map(|p| p.to_string()),
             "artifacts": artifacts,
         }))
+    }
+}
+
+/// The environment's position in its project (0, 1, 2…).
+pub async fn environment_position(
+    conn: &mut sqlx::PgConnection,
+    deployment: &Locked,
+) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar!(
+        "select position from environment where environment_id = $1",
+        deployment.environment_id
+    )
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// Reads `--deploy-env` entries (`KEY=VALUE`), saying which one is wrong.
+pub fn parse_deploy_env(entries: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    entries
+        .iter()
+        .filter(|e| !e.trim().is_empty())
+        .map(|entry| {
+            let (key, value) = entry
+                .split_once('=')
+                .with_context(|| format!("--deploy-env `{entry}` is not KEY=VALUE"))?;
+            let key = key.trim();
+            if key.is_empty()
+                || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                || key.as_bytes()[0].is_ascii_digit()
+            {
+                anyhow::bail!(
+                    "--deploy-env `{entry}`: `{key}` is not a variable name (letters, digits, _)"
+                );
+            }
+            Ok((key.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deploy_env_entries_are_key_value_with_names_checked() {
+        let parsed = parse_deploy_env(&[
+            "STUDYBUDDY_DEPLOY_DIR=/srv/{project}".into(),
+            "X=a=b".into(),
+            " ".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            parsed,
+            [
+                (
+                    "STUDYBUDDY_DEPLOY_DIR".to_string(),
+                    "/srv/{project}".to_string()
+                ),
+                ("X".to_string(), "a=b".to_string())
+            ]
+        );
+        assert!(parse_deploy_env(&["NOEQUALS".into()]).is_err());
+        assert!(parse_deploy_env(&["1X=y".into()]).is_err());
+        assert!(parse_deploy_env(&["A-B=y".into()]).is_err());
+    }
+
+    #[test]
+    fn an_environments_api_port_follows_its_position() {
+        let world = World {
+            port_base: Some(4100),
+            ..World::default()
+        };
+        assert_eq!(world.api_port(0), Some(4101));
+        assert_eq!(world.api_base(2).as_deref(), Some("http://127.0.0.1:4103/"));
+        assert_eq!(World::default().api_base(0), None);
     }
 }

@@ -81,6 +81,12 @@ impl DatabaseUrl {
     }
 
     /// The database it names (the path, or a `dbname` parameter).
+    /// The URL itself, credentials included: for the processes that need it (the app's own
+    /// deploy job), never for logs.
+    pub fn expose(&self) -> &str {
+        self.0.as_str()
+    }
+
     pub fn database(&self) -> Option<String> {
         self.0
             .query_pairs()

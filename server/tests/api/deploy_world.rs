@@ -46,6 +46,8 @@ phases:
           job:
             steps:
               - echo "deploying the API to $FLIGHTDECK_ENVIRONMENT"
+              # The environment's database reaches the deploy job (the API runs on it).
+              - psql "$DATABASE_URL" -Atc "select count(*) from schema_migration"
 "#;
 
 const SCRIPT: &str = "console.log('v1');\n";
