@@ -778,3 +778,120 @@ async fn the_rest_api_promotes_once_per_idempotency_key_and_decides_with_the_sam
         .await;
     assert_eq!(status, reqwest::StatusCode::CONFLICT, "{body}");
 }
+
+const SLOW_DEPLOY: &str = r#"
+project:
+  name: Ship
+  key: ship
+environments:
+  dev: {}
+phases:
+  ci:
+    title: CI
+    stages:
+      checks:
+        jobs:
+          check:
+            steps:
+              - echo checked
+      deploy-dev:
+        deploy:
+          environment: dev
+          job:
+            steps:
+              - while [ ! -f MARKER ]; do sleep 0.2; done; echo "deployed"
+"#;
+
+#[tokio::test]
+async fn a_deployment_whose_replica_dies_mid_deploy_is_resumed_once_by_another() {
+    let mut first = TestApp::spawn_empty().await;
+    let marker = std::env::temp_dir().join(format!(
+        "flightdeck-deploy-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let definition = SLOW_DEPLOY.replace("MARKER", marker.to_str().unwrap());
+    let (dir, _) = repository(&definition, &[]);
+    domain::project::load_definition(
+        &first.pool,
+        domain::project::DefinitionUpload {
+            source: &definition,
+            origin_label: "test",
+            expected_project: None,
+        },
+        &Acting::Operator {
+            name: "test".into(),
+        },
+        Actor::system(),
+        &Origin::default(),
+    )
+    .await
+    .unwrap();
+    sqlx::query("update project set repository = $1")
+        .bind(dir.to_str().unwrap())
+        .execute(&first.pool)
+        .await
+        .unwrap();
+    let first_runner = first.runner("first-runner", &["linux"]).await;
+    let developer = first.person(Role::Developer).await;
+    let (status, body) = first
+        .api(
+            &developer,
+            reqwest::Method::POST,
+            "/api/v1/projects/ship/runs",
+            Some(serde_json::json!({ "branch": "main" })),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    // The deploy job runs (and waits for the marker) on the first replica's runner.
+    until("the deploy job runs", || async {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from job j join run r using (run_id) where r.number = 2 and j.state = 'running'",
+        )
+        .fetch_one(&first.pool)
+        .await
+        .unwrap()
+            == 1
+    })
+    .await;
+    assert_eq!(
+        stage_state(&first, 1, "deploy-dev").await.0,
+        RunState::Running
+    );
+    // The replica and its runner die.
+    first_runner.cancel();
+    first.crash();
+
+    // Another replica starts on the same database; once the leases run out it takes the
+    // deployment over, the lost job goes back to the queue, and a new runner finishes it.
+    let second = TestApp::spawn_on(first.options.clone()).await;
+    let _second_runner = second.runner("second-runner", &["linux"]).await;
+    std::fs::write(&marker, "go").unwrap();
+    until("the deployment finishes on the second replica", || async {
+        // Time moves past the leases (the deployment's and the job's) and the requeue backoff.
+        second.clock.advance(Span::seconds(15));
+        deployment_state(&second, 1).await.0.is_finished()
+    })
+    .await;
+    assert_eq!(deployment_state(&second, 1).await.0, RunState::Succeeded);
+    assert!(current_release(&second, "dev").await.is_some());
+    // One deployment, one deploy run: resumed, not repeated.
+    let (deployments, runs): (i64, i64) = sqlx::query_as(
+        "select (select count(*) from deployment), (select count(*) from run where deployment_stage_id is not null)",
+    )
+    .fetch_one(&second.pool)
+    .await
+    .unwrap();
+    assert_eq!((deployments, runs), (1, 1));
+    let attempts: i32 = sqlx::query_scalar(
+        "select j.attempt from job j join run r using (run_id) where r.number = 2",
+    )
+    .fetch_one(&second.pool)
+    .await
+    .unwrap();
+    assert!(
+        attempts >= 2,
+        "the lost attempt was taken back and run again ({attempts})"
+    );
+    assert_eq!(second.audit_count("deployment.deployed").await, 1);
+    let _ = std::fs::remove_file(marker);
+}
