@@ -78,7 +78,7 @@ fn EnvironmentBody(env: EnvironmentView) -> impl IntoView {
         </section>
         <section aria-labelledby="history-title">
             <h2 id="history-title" class="section-title">"History"</h2>
-            <DeploymentList deployments=history project=project.clone() empty="No deployments here yet." />
+            <DeploymentList deployments=history project=project.clone() empty="No finished deployments here yet." />
         </section>
     }
 }

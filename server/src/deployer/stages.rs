@@ -263,8 +263,9 @@ impl StageCtx<'_> {
                         .wait(
                             tx,
                             format!(
-                                "{} of {required} approval(s) by someone other than {}: {}",
+                                "{} of {required} {} by someone other than {}: {}",
                                 given.len(),
+                                if required == 1 { "approval" } else { "approvals" },
                                 d.triggered_by,
                                 who.describe()
                             ),
@@ -561,7 +562,10 @@ impl StageCtx<'_> {
         };
         self.wait(
             tx,
-            format!("{needed} {} approval(s) wanted; {who}", role.label()),
+            match needed {
+                1 => format!("one {} approval wanted; {who}", role.label()),
+                n => format!("{n} {} approvals wanted; {who}", role.label()),
+            },
         )
         .await
     }

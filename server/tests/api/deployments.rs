@@ -628,7 +628,7 @@ async fn production_waits_for_another_persons_approval_then_for_its_window_check
     wait_stage(&app, 2, "deploy-production", RunState::Waiting).await;
     let reason = stage_state(&app, 2, "deploy-production").await.1.unwrap();
     assert!(
-        reason.contains("0 of 1 approval(s) by someone other than rm1"),
+        reason.contains("0 of 1 approval by someone other than rm1"),
         "{reason}"
     );
     assert!(reason.contains("rm2"), "says who can approve: {reason}");
