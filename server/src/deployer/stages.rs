@@ -265,7 +265,11 @@ impl StageCtx<'_> {
                             format!(
                                 "{} of {required} {} by someone other than {}: {}",
                                 given.len(),
-                                if required == 1 { "approval" } else { "approvals" },
+                                if required == 1 {
+                                    "approval"
+                                } else {
+                                    "approvals"
+                                },
                                 d.triggered_by,
                                 who.describe()
                             ),
