@@ -24,6 +24,8 @@ environments:
   production:
     url: /env/production/
     protection: { required_approvals: 1, allowed_roles: [release-manager] }
+    # Open one hour on 29 February: closed whenever this test runs.
+    deploy_window: { schedule: "0 2 29 2 *", duration: 1h, timezone: Europe/Berlin }
 phases:
   ci:
     title: CI
@@ -70,7 +72,7 @@ before(async () => {
   git('init', '-q', '--initial-branch=main');
   git('add', '-A');
   git('-c', 'user.name=Dev Eloper', '-c', 'user.email=dev@example.com', 'commit', '-q', '-m', 'Checkout in one step');
-  portal = await startPortal({ dev: 'developer', quinn: 'qa', pam: 'product', rita: 'release-manager' }, join(repo, 'flightdeck.yml'));
+  portal = await startPortal({ dev: 'developer', quinn: 'qa', pam: 'product', rita: 'release-manager', rob: 'release-manager' }, join(repo, 'flightdeck.yml'));
   portal.cli(['project', 'set-repository', 'shop', repo]);
   browser = await launchBrowser();
   // A green run of main makes release 1 and its deployment into staging.
@@ -168,4 +170,46 @@ test('a product manager accepts the release from the inbox on a tablet and a pho
   await hydrated(page);
   await assertFitsPhone(page, 'the overview');
   await page.close();
+});
+
+test('a release manager deploys the accepted release to production: another approves, she overrides the window', async () => {
+  const page = await browser.context.newPage();
+  await signIn(page, portal, 'rita', '/projects/shop/releases');
+  await hydrated(page);
+  const version = await page.locator('.release-row').first().getAttribute('data-release');
+  await page.goto(`${portal.url}/projects/shop/releases/${version}`);
+  await hydrated(page);
+  await page.getByRole('button', { name: 'Promote to production' }).click();
+  await page.waitForURL(/\/projects\/shop\/deployments\/2$/);
+  await hydrated(page);
+  const deploy = page.locator('[data-stage="deploy-production"]');
+  await deploy.locator('.state-waiting').waitFor({ timeout: 30_000 });
+  await deploy.getByText(/0 of 1 approval by someone other than rita/).waitFor({ timeout: 30_000 });
+  // Rita asked for it, so the page does not offer her Approve.
+  assert.equal(await deploy.locator('[data-decision="approve"]').count(), 0);
+  await page.close();
+
+  const robPage = await browser.context.newPage();
+  await signIn(robPage, portal, 'rob', '/projects/shop/deployments/2');
+  await hydrated(robPage);
+  await robPage.locator('[data-stage="deploy-production"] [data-decision="approve"] button').click();
+  // Approved, it now waits for the window — checked as it starts.
+  await robPage.locator('[data-stage="deploy-production"]').getByText(/outside the deploy window/).waitFor({ timeout: 30_000 });
+  await robPage.close();
+
+  const onCall = await browser.context.newPage();
+  await onCall.setViewportSize(PHONE);
+  await signIn(onCall, portal, 'rita', '/projects/shop/deployments/2');
+  await hydrated(onCall);
+  const stage = onCall.locator('[data-stage="deploy-production"]');
+  await stage.getByText(/outside the deploy window/).waitFor({ timeout: 30_000 });
+  await assertFitsPhone(onCall, 'the production deployment waiting for its window');
+  await shot(onCall, 'production-window-phone');
+  await stage.getByPlaceholder('Why deploy now? (required)').fill('Checkout fix the shop needs before the weekend');
+  await stage.getByRole('button', { name: 'Override the window' }).click();
+  await stage.locator('.state-succeeded').waitFor({ timeout: 30_000 });
+  await shot(onCall, 'production-deployed-phone');
+  assert.equal(sql(`select current_release from environment where name = 'production'`), version);
+  assert.equal(sql(`select count(*) from audit_event where action = 'deployment.window_overridden' and security`), '1');
+  await onCall.close();
 });
