@@ -145,7 +145,11 @@ impl TickView {
 
 /// "3 days", "2 h 5 min", "4 min".
 fn late_words(seconds: i64) -> String {
-    let (days, hours, minutes) = (seconds / 86_400, seconds % 86_400 / 3600, seconds % 3600 / 60);
+    let (days, hours, minutes) = (
+        seconds / 86_400,
+        seconds % 86_400 / 3600,
+        seconds % 3600 / 60,
+    );
     match (days, hours, minutes) {
         (0, 0, m) => format!("{m} min"),
         (0, h, 0) => format!("{h} h"),

@@ -24,9 +24,15 @@ pub async fn run(portal: Portal, replica: Uuid, shutdown: CancellationToken) {
                 for fired in &pass.fired {
                     let detail = fired.detail.as_deref().unwrap_or("");
                     match fired.outcome {
-                        TickOutcome::Failed => tracing::warn!(project = %fired.project, schedule = %fired.schedule, due = %fired.due_at, "schedule tick failed: {detail}"),
-                        TickOutcome::Missed => tracing::warn!(project = %fired.project, schedule = %fired.schedule, due = %fired.due_at, "schedule tick missed while every server was down"),
-                        outcome => tracing::info!(project = %fired.project, schedule = %fired.schedule, due = %fired.due_at, outcome = outcome.as_str(), "schedule tick: {detail}"),
+                        TickOutcome::Failed => {
+                            tracing::warn!(project = %fired.project, schedule = %fired.schedule, due = %fired.due_at, "schedule tick failed: {detail}")
+                        }
+                        TickOutcome::Missed => {
+                            tracing::warn!(project = %fired.project, schedule = %fired.schedule, due = %fired.due_at, "schedule tick missed while every server was down")
+                        }
+                        outcome => {
+                            tracing::info!(project = %fired.project, schedule = %fired.schedule, due = %fired.due_at, outcome = outcome.as_str(), "schedule tick: {detail}")
+                        }
                     }
                 }
                 pass.next

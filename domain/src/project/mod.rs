@@ -496,7 +496,8 @@ pub async fn overview(
     }
     let mut schedule_views = view::schedules(&parsed, Utc::now(), &pauses);
     let paused = pauses.keys().cloned().collect();
-    let mut would = crate::schedule::store::would_do(pool, row.project_id, &parsed, &paused).await?;
+    let mut would =
+        crate::schedule::store::would_do(pool, row.project_id, &parsed, &paused).await?;
     let mut ticks = crate::schedule::store::last_ticks(pool, row.project_id).await?;
     for view in &mut schedule_views {
         view.would = would.remove(&view.name).unwrap_or_default();

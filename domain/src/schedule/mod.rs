@@ -193,7 +193,10 @@ mod tests {
             .into_iter()
             .map(|t| t.with_timezone(&Utc))
             .collect();
-        assert_eq!(fires, vec![utc(2027, 10, 31, 0, 30), utc(2027, 11, 1, 1, 30)]);
+        assert_eq!(
+            fires,
+            vec![utc(2027, 10, 31, 0, 30), utc(2027, 11, 1, 1, 30)]
+        );
     }
 
     #[test]
@@ -201,7 +204,10 @@ mod tests {
         let daily = schedule("0 18 * * *");
         let due = due(&daily, utc(2027, 3, 22, 0, 0), utc(2027, 3, 25, 9, 0));
         assert_eq!(due.fire, Some(utc(2027, 3, 24, 17, 0)));
-        assert_eq!(due.missed, vec![utc(2027, 3, 22, 17, 0), utc(2027, 3, 23, 17, 0)]);
+        assert_eq!(
+            due.missed,
+            vec![utc(2027, 3, 22, 17, 0), utc(2027, 3, 23, 17, 0)]
+        );
     }
 
     #[test]
@@ -210,7 +216,10 @@ mod tests {
         let at = utc(2027, 3, 22, 17, 0);
         assert_eq!(due(&daily, at - Duration::minutes(1), at).fire, Some(at));
         assert_eq!(due(&daily, at, at), Due::default());
-        assert_eq!(due(&daily, at - Duration::minutes(1), at - Duration::seconds(1)), Due::default());
+        assert_eq!(
+            due(&daily, at - Duration::minutes(1), at - Duration::seconds(1)),
+            Due::default()
+        );
     }
 
     #[test]

@@ -5,10 +5,8 @@ use super::{Due, LATE_AFTER, TickOutcome, due, idempotency_key};
 use crate::audit::{Actor, AuditRecord, Origin, Outcome};
 use crate::definition::{Definition, Schedule, ScheduleAction};
 use crate::deployment::DeploymentError;
-use crate::deployment::store::{
-    PromoteRequest, Promoted, ReleaseChoice, newest_eligible, promote,
-};
 use crate::deployment::DeploymentTrigger;
+use crate::deployment::store::{PromoteRequest, Promoted, ReleaseChoice, newest_eligible, promote};
 use crate::environment::Acting;
 use crate::overview::TickView;
 use crate::portal::Portal;
@@ -89,8 +87,9 @@ pub async fn fire_due(portal: &Portal, replica: Uuid) -> Result<Pass, sqlx::Erro
                     replica,
                     missed: missed.len(),
                 };
-                if let Some(fired) =
-                    tick.fire(portal, paused.get(schedule.name.as_str())).await?
+                if let Some(fired) = tick
+                    .fire(portal, paused.get(schedule.name.as_str()))
+                    .await?
                 {
                     pass.fired.push(fired);
                 }
@@ -325,9 +324,13 @@ impl Tick<'_> {
         environment: &str,
     ) -> Result<Option<String>, sqlx::Error> {
         let mut conn = pool.acquire().await?;
-        let Ok((release_id, version)) =
-            newest_eligible(&mut conn, self.project.id, self.project.definition, environment)
-                .await?
+        let Ok((release_id, version)) = newest_eligible(
+            &mut conn,
+            self.project.id,
+            self.project.definition,
+            environment,
+        )
+        .await?
         else {
             return Ok(None);
         };
@@ -453,7 +456,9 @@ pub async fn would_do(
     let mut out = HashMap::new();
     for schedule in definition.schedules() {
         let text = match &schedule.action {
-            _ if paused.contains(schedule.name.as_str()) => "nothing: the schedule is paused".into(),
+            _ if paused.contains(schedule.name.as_str()) => {
+                "nothing: the schedule is paused".into()
+            }
             ScheduleAction::Run { branch } => format!("starts a run of {branch}"),
             ScheduleAction::Promote { environment } => {
                 match newest_eligible(&mut conn, project_id, definition, environment.as_str())

@@ -139,8 +139,8 @@ async fn load_week(app: &TestApp) {
 }
 
 /// A release as a green run makes it (the run itself is started, not run: no runner here).
-async fn release(app: &TestApp, number: i64, version: &str) {
-    let run = Runs::new(app.pool.clone())
+async fn release(pool: &sqlx::PgPool, number: i64, version: &str) {
+    let run = Runs::new(pool.clone())
         .start(
             "week",
             "main",
@@ -161,7 +161,7 @@ async fn release(app: &TestApp, number: i64, version: &str) {
     .bind(run.run_id)
     .bind(number)
     .bind(version)
-    .execute(&app.pool)
+    .execute(pool)
     .await
     .unwrap();
 }
@@ -249,7 +249,7 @@ async fn a_week_on_two_servers_fires_every_tick_once_across_the_change_to_summer
     set_clock(&two, start);
     load_week(&one).await;
     one.add_user("qa1", Role::Qa).await;
-    release(&one, 1, "2027.03.22-1").await;
+    release(&one.pool, 1, "2027.03.22-1").await;
     // Ticks count from when a server first saw each schedule: Monday 00:00.
     until("the servers saw the schedules", || async {
         sqlx::query_scalar::<_, i64>("select count(*) from schedule_since")
@@ -267,9 +267,10 @@ async fn a_week_on_two_servers_fires_every_tick_once_across_the_change_to_summer
         set_clock(&one, at);
         set_clock(&two, at);
         let due = expected.iter().filter(|(_, t)| *t <= at).count() as i64;
-        until(&format!("the {due} ticks due by {at} are recorded"), || async {
-            settled(&one, at).await == due
-        })
+        until(
+            &format!("the {due} ticks due by {at} are recorded"),
+            || async { settled(&one, at).await == due },
+        )
         .await;
         until("development's deployment finished", || async {
             deployments_under_way(&one, "development").await == 0
@@ -277,10 +278,10 @@ async fn a_week_on_two_servers_fires_every_tick_once_across_the_change_to_summer
         .await;
         // Tuesday 12:10: a second release; Saturday: a third (no development ticks at weekends).
         if at == berlin(23, 12, 10) {
-            release(&one, 2, "2027.03.22-2").await;
+            release(&one.pool, 2, "2027.03.22-2").await;
         }
         if at == berlin(27, 10, 0) {
-            release(&one, 3, "2027.03.22-3").await;
+            release(&one.pool, 3, "2027.03.22-3").await;
         }
         // Wednesday noon: QA approves the release staging got on Monday.
         if at == berlin(24, 12, 0) {
@@ -308,13 +309,11 @@ async fn a_week_on_two_servers_fires_every_tick_once_across_the_change_to_summer
             .await
             .unwrap();
             until("staging's deployment succeeded", || async {
-                sqlx::query_scalar::<_, String>(
-                    "select state from deployment where number = $1",
-                )
-                .bind(number)
-                .fetch_one(&one.pool)
-                .await
-                .unwrap()
+                sqlx::query_scalar::<_, String>("select state from deployment where number = $1")
+                    .bind(number)
+                    .fetch_one(&one.pool)
+                    .await
+                    .unwrap()
                     == "succeeded"
             })
             .await;
@@ -327,7 +326,12 @@ async fn a_week_on_two_servers_fires_every_tick_once_across_the_change_to_summer
     assert_eq!(fired_at, expected, "the ticks fired, each once");
     let count = |name: &str| fired.iter().filter(|t| t.0 == name).count();
     assert_eq!(
-        (count("development"), count("staging"), count("production"), count("nightly")),
+        (
+            count("development"),
+            count("staging"),
+            count("production"),
+            count("nightly")
+        ),
         (110, 7, 1, 7)
     );
 
@@ -367,7 +371,10 @@ async fn a_week_on_two_servers_fires_every_tick_once_across_the_change_to_summer
         d.contains("of 2027.03.22-1 is still under way in staging"),
         "a staging deployment waiting for QA makes the next tick do nothing: {d}"
     );
-    let (o, d) = outcome("production", Utc.with_ymd_and_hms(2027, 3, 28, 1, 0, 0).unwrap());
+    let (o, d) = outcome(
+        "production",
+        Utc.with_ymd_and_hms(2027, 3, 28, 1, 0, 0).unwrap(),
+    );
     assert_eq!(o, "started");
     assert!(d.ends_with("of 2027.03.22-1 to production"), "{d}");
     assert!(
@@ -398,7 +405,7 @@ async fn ticks_missed_while_every_server_was_down_fire_once_late_with_an_alert()
     let mut two = TestApp::spawn_on(one.options.clone()).await;
     set_clock(&two, berlin(22, 7, 0));
     load_week(&one).await;
-    release(&one, 1, "2027.03.22-1").await;
+    release(&one.pool, 1, "2027.03.22-1").await;
     // Both servers see the schedules, then fire Monday 08:00.
     until("both servers saw the schedules", || async {
         sqlx::query_scalar::<_, i64>("select count(*) from schedule_since")
@@ -410,7 +417,10 @@ async fn ticks_missed_while_every_server_was_down_fire_once_late_with_an_alert()
     .await;
     set_clock(&one, berlin(22, 8, 5));
     set_clock(&two, berlin(22, 8, 5));
-    until("Monday 08:00 fired", || async { settled(&one, berlin(22, 8, 5)).await == 1 }).await;
+    until("Monday 08:00 fired", || async {
+        settled(&one, berlin(22, 8, 5)).await == 1
+    })
+    .await;
     until("development's deployment finished", || async {
         deployments_under_way(&one, "development").await == 0
     })
@@ -435,12 +445,10 @@ async fn ticks_missed_while_every_server_was_down_fire_once_late_with_an_alert()
         }
     };
     until("the late ticks are recorded", || async {
-        sqlx::query_scalar::<_, i64>(
-            "select count(*) from schedule_tick where alerted",
-        )
-        .fetch_one(&three.pool)
-        .await
-        .unwrap()
+        sqlx::query_scalar::<_, i64>("select count(*) from schedule_tick where alerted")
+            .fetch_one(&three.pool)
+            .await
+            .unwrap()
             == 3
     })
     .await;
@@ -500,7 +508,9 @@ async fn ticks_missed_while_every_server_was_down_fire_once_late_with_an_alert()
     assert_eq!(staging.lateness_seconds, 14 * 3600 + 5 * 60);
     assert_eq!(staging.missed_before, 2);
     assert!(
-        staging.describe().contains("(fired 14 h 5 min late; 2 earlier ticks missed while every server was down)"),
+        staging.describe().contains(
+            "(fired 14 h 5 min late; 2 earlier ticks missed while every server was down)"
+        ),
         "{}",
         staging.describe()
     );
@@ -510,4 +520,101 @@ async fn ticks_missed_while_every_server_was_down_fire_once_late_with_an_alert()
     );
     assert_eq!(card("nightly").would, "starts a run of main");
     assert_eq!(card("production").next_fires.len(), 5);
+}
+
+/// Bench (run by hand: `cargo test -p flightdeck --test api schedule_tick_bench -- --ignored
+/// --nocapture`): a server on the system clock with a schedule every minute; from each tick's
+/// instant until its deployment row exists (read by polling every 2 ms). Goal ≤ 1 s.
+#[tokio::test]
+#[ignore = "a bench: waits for real minutes"]
+async fn schedule_tick_bench() {
+    let bench = WEEK.replace("cron: \"*/30 8-18 * * MON-FRI\"", "cron: \"* * * * *\"");
+    let options = crate::helpers::fresh_database().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .connect_with(options.clone())
+        .await
+        .unwrap();
+    let artifacts = domain::run::artifacts::LocalDisk::new(
+        tempfile::Builder::new()
+            .prefix("flightdeck-bench-")
+            .tempdir()
+            .unwrap()
+            .keep(),
+    )
+    .unwrap();
+    let portal = domain::portal::Portal::new(pool.clone(), false, artifacts, Default::default());
+    let instance = server::instance::Instance::start(server::instance::InstanceConfig {
+        listener: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        public_url: None,
+        site: server::http::assets::Site::unchecked(std::path::Path::new("target/site")),
+        portal,
+        webhook_secret: None,
+        local_runner: None,
+        world: Default::default(),
+    })
+    .await
+    .unwrap();
+    let (dir, _) = repository(&bench, &[]);
+    domain::project::load_definition(
+        &pool,
+        domain::project::DefinitionUpload {
+            source: &bench,
+            origin_label: "bench",
+            expected_project: None,
+        },
+        &Acting::Operator {
+            name: "bench".into(),
+        },
+        Actor::system(),
+        &Origin::default(),
+    )
+    .await
+    .unwrap();
+    sqlx::query("update project set repository = $1")
+        .bind(dir.to_str().unwrap())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let samples: usize = std::env::var("BENCH_SAMPLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let mut figures = Vec::new();
+    for n in 1..=samples as i64 {
+        release(&pool, n, &format!("bench-{n}")).await;
+        let now = Utc::now();
+        let due = now - Span::seconds(i64::from(now.timestamp() as i32 % 60)) + Span::seconds(60)
+            - Span::nanoseconds(i64::from(now.timestamp_subsec_nanos()));
+        loop {
+            let made: i64 = sqlx::query_scalar(
+                "select count(*) from deployment d join environment e using (environment_id)
+                 where e.name = 'development' and d.trigger = 'schedule'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            if made == n {
+                break;
+            }
+            assert!(
+                Utc::now() < due + Span::seconds(30),
+                "no deployment for the tick at {due}"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let took = Utc::now() - due;
+        println!(
+            "schedule tick {due} → deployment #{n} exists after {} ms",
+            took.num_milliseconds()
+        );
+        figures.push(took.num_milliseconds());
+    }
+    figures.sort();
+    println!(
+        "schedule tick → promotion started: median {} ms, max {} ms over {} ticks (goal ≤ 1000 ms)",
+        figures[figures.len() / 2],
+        figures[figures.len() - 1],
+        figures.len()
+    );
+    instance.stop(Duration::from_secs(5)).await;
 }
