@@ -534,15 +534,13 @@ async fn schedule_tick_bench() {
         .connect_with(options.clone())
         .await
         .unwrap();
-    let artifacts = domain::run::artifacts::LocalDisk::new(
-        tempfile::Builder::new()
-            .prefix("flightdeck-bench-")
-            .tempdir()
-            .unwrap()
-            .keep(),
-    )
-    .unwrap();
-    let portal = domain::portal::Portal::new(pool.clone(), false, artifacts, Default::default());
+    let store = domain::run::artifacts::ArtifactStore::Local(crate::helpers::artifacts());
+    let data_dir = tempfile::Builder::new()
+        .prefix("flightdeck-bench-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let portal = domain::portal::Portal::new(pool.clone(), false, store, Default::default());
     let instance = server::instance::Instance::start(server::instance::InstanceConfig {
         listener: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         public_url: None,
@@ -551,6 +549,7 @@ async fn schedule_tick_bench() {
         webhook_secret: None,
         local_runner: None,
         world: Default::default(),
+        data_dir,
     })
     .await
     .unwrap();
