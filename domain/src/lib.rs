@@ -44,6 +44,4 @@ pub mod release;
 #[cfg(feature = "server")]
 pub mod run;
 #[cfg(feature = "server")]
-pub mod schedule;
-#[cfg(feature = "server")]
 pub mod site;

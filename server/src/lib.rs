@@ -16,6 +16,5 @@ pub mod instance;
 pub mod live;
 pub mod repository;
 pub mod runner;
-pub mod scheduler;
 pub mod serve;
 pub mod sites;

@@ -15,7 +15,6 @@ mod overview;
 mod people;
 mod refusals;
 mod runs;
-mod schedules;
 mod sites;
 mod storage;
 mod work;
