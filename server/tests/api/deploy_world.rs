@@ -4,16 +4,15 @@
 //! whose migration fails restores the backup, says which file and line, and leaves the site and
 //! the current release as they were.
 
+use crate::deployments::until;
 use crate::helpers::TestApp;
 use crate::runs::repository;
-use domain::audit::{Actor, Origin};
-use domain::environment::Acting;
 use domain::role::Role;
 use domain::state::RunState;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SITE: &str = r#"
 project:
@@ -78,21 +77,6 @@ fn git(dir: &Path, args: &[&str]) {
     );
 }
 
-async fn until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn deployment(app: &TestApp, number: i64) -> (String, Option<String>) {
     sqlx::query_as("select state, reason from deployment where number = $1")
         .bind(number)
@@ -149,26 +133,7 @@ async fn a_deploy_migrates_the_environments_database_and_publishes_its_site_or_r
             "Notes",
         ],
     );
-    domain::project::load_definition(
-        &app.pool,
-        domain::project::DefinitionUpload {
-            source: &definition,
-            origin_label: "test",
-            expected_project: None,
-        },
-        &Acting::Operator {
-            name: "test".into(),
-        },
-        Actor::system(),
-        &Origin::default(),
-    )
-    .await
-    .unwrap();
-    sqlx::query("update project set repository = $1")
-        .bind(dir.to_str().unwrap())
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    app.load_project(&definition, &dir).await;
     app.runner("test-runner", &["linux"]).await;
 
     // Release 1: the migration lands in dev's own database, the site goes live.

@@ -105,26 +105,7 @@ const CHECKS: &str = "# Checks\n\n## Basics\n\n1. The page opens.\n2. A session 
 async fn ship() -> TestApp {
     let app = TestApp::spawn_empty().await;
     let (dir, _) = repository(SHIP, &[("checks.md", CHECKS)]);
-    domain::project::load_definition(
-        &app.pool,
-        domain::project::DefinitionUpload {
-            source: SHIP,
-            origin_label: "test",
-            expected_project: None,
-        },
-        &Acting::Operator {
-            name: "test".into(),
-        },
-        Actor::system(),
-        &Origin::default(),
-    )
-    .await
-    .unwrap();
-    sqlx::query("update project set repository = $1")
-        .bind(dir.to_str().unwrap())
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    app.load_project(SHIP, &dir).await;
     for (name, role) in [
         ("dev1", Role::Developer),
         ("qa1", Role::Qa),
@@ -146,8 +127,8 @@ fn person(name: &str, role: Role) -> Acting {
     }
 }
 
-/// Waits (generously) until `check` holds, saying what was waited for.
-async fn until<F, Fut>(what: &str, mut check: F)
+/// Waits (polling, with a generous deadline) until `check` holds, saying what was waited for.
+pub async fn until<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -811,26 +792,7 @@ async fn a_deployment_whose_replica_dies_mid_deploy_is_resumed_once_by_another()
     ));
     let definition = SLOW_DEPLOY.replace("MARKER", marker.to_str().unwrap());
     let (dir, _) = repository(&definition, &[]);
-    domain::project::load_definition(
-        &first.pool,
-        domain::project::DefinitionUpload {
-            source: &definition,
-            origin_label: "test",
-            expected_project: None,
-        },
-        &Acting::Operator {
-            name: "test".into(),
-        },
-        Actor::system(),
-        &Origin::default(),
-    )
-    .await
-    .unwrap();
-    sqlx::query("update project set repository = $1")
-        .bind(dir.to_str().unwrap())
-        .execute(&first.pool)
-        .await
-        .unwrap();
+    first.load_project(&definition, &dir).await;
     let first_runner = first.runner("first-runner", &["linux"]).await;
     let developer = first.person(Role::Developer).await;
     let (status, body) = first

@@ -107,6 +107,12 @@ impl TestApp {
         ));
         let definition = &definition.replace("MARKER", marker.to_str().unwrap());
         let (dir, sha) = repository(definition, &[]);
+        self.load_project(definition, &dir).await;
+        (dir, sha)
+    }
+
+    /// Loads `definition` as a project whose repository is `dir` (a git repository).
+    pub async fn load_project(&self, definition: &str, dir: &std::path::Path) {
         domain::project::load_definition(
             &self.pool,
             domain::project::DefinitionUpload {
@@ -127,7 +133,6 @@ impl TestApp {
             .execute(&self.pool)
             .await
             .unwrap();
-        (dir, sha)
     }
 
     /// A runner in this process, talking HTTP to the server like a remote one.
