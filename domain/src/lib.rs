@@ -44,4 +44,6 @@ pub mod release;
 #[cfg(feature = "server")]
 pub mod run;
 #[cfg(feature = "server")]
+pub mod schedule;
+#[cfg(feature = "server")]
 pub mod site;

@@ -91,6 +91,73 @@ pub struct ScheduleView {
     /// The next five times it fires, already written in its own time zone.
     pub next_fires: Vec<String>,
     pub paused: Option<PauseInfo>,
+    /// What it would do if it fired now: "promotes 2026.12.03-4 to staging", "nothing
+    /// eligible: …", "starts a run of main".
+    #[serde(default)]
+    pub would: String,
+    /// Its newest tick, with its outcome and lateness.
+    #[serde(default)]
+    pub last_tick: Option<TickView>,
+}
+
+/// A schedule's tick as it happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TickView {
+    /// The instant the cron expression named.
+    pub due_at: DateTime<Utc>,
+    /// claimed, started, nothing-to-do, skipped-paused or failed.
+    pub outcome: String,
+    /// What it started, why it did nothing, or the error.
+    pub detail: Option<String>,
+    /// How long after its instant it fired.
+    pub lateness_seconds: i64,
+    /// Late by more than a minute, or failed: an alert was raised.
+    pub alerted: bool,
+    /// Older ticks recorded as missed when this one fired (every server was down).
+    pub missed_before: i64,
+}
+
+impl TickView {
+    /// The tick in a sentence: "started: deployment #4 of 2026.12.03-4 to staging (fired 3 days
+    /// late; 2 earlier ticks missed while every server was down)".
+    pub fn describe(&self) -> String {
+        let mut text = match &self.detail {
+            Some(detail) => format!("{}: {detail}", self.outcome),
+            None => self.outcome.clone(),
+        };
+        let mut notes = Vec::new();
+        if self.lateness_seconds > 60 {
+            notes.push(format!("fired {} late", late_words(self.lateness_seconds)));
+        }
+        if self.missed_before > 0 {
+            notes.push(format!(
+                "{} earlier tick{} missed while every server was down",
+                self.missed_before,
+                if self.missed_before == 1 { "" } else { "s" }
+            ));
+        }
+        if !notes.is_empty() {
+            text.push_str(&format!(" ({})", notes.join("; ")));
+        }
+        text
+    }
+}
+
+/// "3 days", "2 h 5 min", "4 min".
+fn late_words(seconds: i64) -> String {
+    let (days, hours, minutes) = (
+        seconds / 86_400,
+        seconds % 86_400 / 3600,
+        seconds % 3600 / 60,
+    );
+    match (days, hours, minutes) {
+        (0, 0, m) => format!("{m} min"),
+        (0, h, 0) => format!("{h} h"),
+        (0, h, m) => format!("{h} h {m} min"),
+        (1, 0, _) => "1 day".into(),
+        (d, 0, _) => format!("{d} days"),
+        (d, h, _) => format!("{d} day{} {h} h", if d == 1 { "" } else { "s" }),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

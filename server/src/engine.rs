@@ -1,5 +1,6 @@
 //! Background services every server process runs: taking back jobs from runners that died,
-//! applying flag changes whose time has come, deleting expired sessions and old artifacts. Each is safe to run on every replica at once:
+//! applying flag changes whose time has come, firing schedules (`crate::scheduler`), deleting
+//! expired sessions and old artifacts. Each is safe to run on every replica at once:
 //! the work is claimed in the database.
 
 use domain::portal::Portal;
@@ -21,6 +22,11 @@ pub fn start(portal: Portal, shutdown: CancellationToken) -> Vec<JoinHandle<()>>
     vec![
         tokio::spawn(reap_leases(portal.clone(), shutdown.clone())),
         tokio::spawn(apply_flag_changes(portal.clone(), shutdown.clone())),
+        tokio::spawn(crate::scheduler::run(
+            portal.clone(),
+            uuid::Uuid::new_v4(),
+            shutdown.clone(),
+        )),
         tokio::spawn(housekeeping(portal, shutdown)),
     ]
 }

@@ -16,5 +16,6 @@ pub mod instance;
 pub mod live;
 pub mod repository;
 pub mod runner;
+pub mod scheduler;
 pub mod serve;
 pub mod sites;

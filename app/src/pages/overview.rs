@@ -271,7 +271,14 @@ fn Schedule(
         timezone,
         next_fires,
         paused,
+        would,
+        last_tick,
     } = schedule;
+    let last = last_tick.map(|tick| {
+        let alerted = tick.alerted;
+        let text = last_tick_text(&tick);
+        view! { <p class="last-tick small" class:alert=alerted role=if alerted { "alert" } else { "status" }>{text}</p> }
+    });
     let is_paused = paused.is_some();
     let (key, field) = (name.clone(), name.clone());
     let fires_label = format!("Next times {name} fires");
@@ -288,14 +295,61 @@ fn Schedule(
             </header>
             <p>{description}</p>
             <p class="muted small"><code>{cron}</code>" · "{timezone}</p>
+            {last}
             {match paused {
                 Some(p) => view! { <p class="paused-note">"Paused by " {p.by} " on " {format_time(p.at)}</p> }.into_any(),
                 None => view! {
                     <ol class="fires" aria-label=fires_label>
                         {next_fires.into_iter().map(|f| view! { <li>{f}</li> }).collect_view()}
                     </ol>
+                    <p class="muted small">"If it fired now: "{would}</p>
                 }.into_any(),
             }}
         </article>
+    }
+}
+
+/// A schedule's newest tick in words: "Last tick Mon 22 Mar 17:00 UTC — started: deployment #4 …".
+fn last_tick_text(tick: &domain::overview::TickView) -> String {
+    format!(
+        "Last tick {}: {}",
+        tick.due_at.format("%a %d %b %H:%M UTC"),
+        tick.describe()
+    )
+}
+
+#[cfg(test)]
+mod schedule_tests {
+    use super::last_tick_text;
+    use chrono::TimeZone;
+    use domain::overview::TickView;
+
+    #[test]
+    fn a_late_tick_says_how_late_and_how_many_were_missed() {
+        let tick = TickView {
+            due_at: chrono::Utc.with_ymd_and_hms(2027, 3, 24, 17, 0, 0).unwrap(),
+            outcome: "started".into(),
+            detail: Some("deployment #4 of 2027.03.22-2 to staging".into()),
+            lateness_seconds: 3 * 86_400 + 2 * 3600,
+            alerted: true,
+            missed_before: 2,
+        };
+        assert_eq!(
+            last_tick_text(&tick),
+            "Last tick Wed 24 Mar 17:00 UTC: started: deployment #4 of 2027.03.22-2 to staging \
+             (fired 3 days 2 h late; 2 earlier ticks missed while every server was down)"
+        );
+        let on_time = TickView {
+            lateness_seconds: 0,
+            alerted: false,
+            missed_before: 0,
+            outcome: "nothing-to-do".into(),
+            detail: Some("2027.03.22-2 already runs in staging".into()),
+            ..tick
+        };
+        assert_eq!(
+            last_tick_text(&on_time),
+            "Last tick Wed 24 Mar 17:00 UTC: nothing-to-do: 2027.03.22-2 already runs in staging"
+        );
     }
 }

@@ -494,6 +494,15 @@ pub async fn overview(
     for view in &mut environment_views {
         view.in_progress = active.iter().find(|d| d.environment == view.name).cloned();
     }
+    let mut schedule_views = view::schedules(&parsed, Utc::now(), &pauses);
+    let paused = pauses.keys().cloned().collect();
+    let mut would =
+        crate::schedule::store::would_do(pool, row.project_id, &parsed, &paused).await?;
+    let mut ticks = crate::schedule::store::last_ticks(pool, row.project_id).await?;
+    for view in &mut schedule_views {
+        view.would = would.remove(&view.name).unwrap_or_default();
+        view.last_tick = ticks.remove(&view.name);
+    }
     let project = ProjectOverview {
         key: row.project_key,
         name: row.name,
@@ -506,7 +515,7 @@ pub async fn overview(
             loaded_at: row.loaded_at,
         },
         phases: view::phases(&parsed, &facts),
-        schedules: view::schedules(&parsed, Utc::now(), &pauses),
+        schedules: schedule_views,
         environments: environment_views,
     };
     Ok(Some(Overview {

@@ -168,6 +168,8 @@ pub fn schedules(
                     .map(|t| t.format("%a %d %b %Y, %H:%M %Z").to_string())
                     .collect(),
                 paused: pauses.get(schedule.name.as_str()).cloned(),
+                would: String::new(),
+                last_tick: None,
             }
         })
         .collect()

@@ -15,6 +15,7 @@ mod overview;
 mod people;
 mod refusals;
 mod runs;
+mod schedules;
 mod sites;
 mod storage;
 mod work;
