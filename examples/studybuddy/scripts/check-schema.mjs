@@ -4,7 +4,8 @@
 //   node scripts/check-schema.mjs db/migrations api/openapi.yaml
 //
 // Migrations: named NNNN_words.sql, numbered from 0001 with no gaps or duplicates, not empty,
-// and free of statements that cannot run in the transaction they share.
+// and free of statements that cannot run in the transaction they share; each NNNN_words.down.sql
+// (its undo, run by a rollback) beside the migration it undoes, held to the same rules.
 // API description: YAML that parses (no duplicate keys), an OpenAPI 3.1 document with info,
 // paths and operations that have responses, path parameters that match their templates,
 // unique operationIds, local $refs that resolve, and exactly the routes the server serves.
@@ -170,10 +171,15 @@ if (process.argv[1] === import.meta.filename) {
   let failed = false;
   try {
     const migrations = await readMigrations(migrationsDir);
-    for (const m of migrations)
-      console.log(`ok  ${path.join(migrationsDir, m.file)}  sha256 ${m.sha256.slice(0, 12)}`);
+    for (const m of migrations) {
+      const undo =
+        m.down === null ? "no down script (a rollback restores the backup)" : "with its down script";
+      console.log(`ok  ${path.join(migrationsDir, m.file)}  sha256 ${m.sha256.slice(0, 12)}  ${undo}`);
+    }
+    const downs = migrations.filter((m) => m.down !== null).length;
     console.log(
-      `check-schema: ${migrations.length} migrations, versions 0001–${String(migrations.length).padStart(4, "0")}`,
+      `check-schema: ${migrations.length} migrations, versions 0001–${String(migrations.length).padStart(4, "0")}, ` +
+        `${downs} with down scripts`,
     );
   } catch (error) {
     failed = true;

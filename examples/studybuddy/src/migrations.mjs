@@ -1,11 +1,14 @@
 // Database migrations: plain SQL files `db/migrations/NNNN_name.sql`, applied in order, each
 // once, all pending ones in one transaction, and recorded in the table `schema_migration`.
+// `NNNN_name.down.sql` beside a migration is its undo (drop what it made, in reverse order): this
+// tool checks it but never runs it; Flightdeck runs the down scripts when it rolls a release back.
 
 import { createHash } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 
 export const MIGRATION_FILE = /^(\d{4})_([a-z0-9]+(?:_[a-z0-9]+)*)\.sql$/;
+export const DOWN_FILE = /^(\d{4})_([a-z0-9]+(?:_[a-z0-9]+)*)\.down\.sql$/;
 
 // Statements that cannot run inside the transaction the migrations share.
 const NOT_IN_A_TRANSACTION = [
@@ -41,11 +44,26 @@ export function checkMigrations(entries) {
   const problems = [];
   const seen = new Map();
   const versions = [];
+  const downs = [];
+  const checkSql = (file, sql) => {
+    if (statementsOnly(sql).trim() === "") problems.push(`${file}: has no SQL`);
+    for (const [pattern, why] of NOT_IN_A_TRANSACTION) {
+      if (pattern.test(statementsOnly(sql))) problems.push(`${file}: ${why}`);
+    }
+  };
   for (const { file, sql } of entries) {
+    const down = DOWN_FILE.exec(file);
+    if (down) {
+      downs.push(file);
+      // Down scripts run in one transaction too, newest first.
+      checkSql(file, sql);
+      continue;
+    }
     const match = MIGRATION_FILE.exec(file);
     if (!match) {
       problems.push(
-        `${file}: not a migration name; use NNNN_words.sql (four digits, then lower-case words joined by _)`,
+        `${file}: not a migration name; use NNNN_words.sql (four digits, then lower-case words joined by _), ` +
+          "or NNNN_words.down.sql for its undo",
       );
       continue;
     }
@@ -56,10 +74,12 @@ export function checkMigrations(entries) {
     }
     seen.set(version, file);
     versions.push(version);
-    if (statementsOnly(sql).trim() === "") problems.push(`${file}: has no SQL`);
-    for (const [pattern, why] of NOT_IN_A_TRANSACTION) {
-      if (pattern.test(statementsOnly(sql))) problems.push(`${file}: ${why}`);
-    }
+    checkSql(file, sql);
+  }
+  const ups = new Set(seen.values());
+  for (const file of downs) {
+    const up = file.replace(/\.down\.sql$/, ".sql");
+    if (!ups.has(up)) problems.push(`${file}: undoes a migration that is not here (${up})`);
   }
   versions.sort((a, b) => a - b);
   versions.forEach((version, index) => {
@@ -81,16 +101,23 @@ export async function readMigrations(dir) {
   );
   const problems = checkMigrations(entries);
   if (problems.length) throw new MigrationError(problems);
-  return entries.map(({ file, sql }) => {
-    const [, version, name] = MIGRATION_FILE.exec(file);
-    return {
-      version: Number(version),
-      name,
-      file,
-      sql,
-      sha256: createHash("sha256").update(sql).digest("hex"),
-    };
-  });
+  const downs = new Map(
+    entries.filter(({ file }) => DOWN_FILE.test(file)).map(({ file, sql }) => [file, sql]),
+  );
+  return entries
+    .filter(({ file }) => MIGRATION_FILE.test(file))
+    .map(({ file, sql }) => {
+      const [, version, name] = MIGRATION_FILE.exec(file);
+      return {
+        version: Number(version),
+        name,
+        file,
+        sql,
+        sha256: createHash("sha256").update(sql).digest("hex"),
+        // The undo's SQL, or null when the migration has none.
+        down: downs.get(`${version}_${name}.down.sql`) ?? null,
+      };
+    });
 }
 
 /**

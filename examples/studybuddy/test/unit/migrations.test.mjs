@@ -11,7 +11,35 @@ test("the repository's migrations are in order and apply in a transaction", asyn
   migrations.forEach((migration, i) => {
     assert.equal(migration.version, i + 1);
     assert.match(migration.sha256, /^[0-9a-f]{64}$/);
+    assert.match(
+      migration.down ?? "",
+      /\bdrop\b/,
+      `${migration.file} has a down script that drops what it made`,
+    );
   });
+});
+
+test("a down script sits beside the migration it undoes and is held to the same rules", () => {
+  assert.deepEqual(
+    checkMigrations([m("0001_create_t.sql"), m("0001_create_t.down.sql", "drop table t;")]),
+    [],
+  );
+  const problems = checkMigrations([
+    m("0001_create_t.sql"),
+    m("0001_create_x.down.sql", "drop table x;"),
+    m("0002_gone.down.sql", "drop table y;"),
+    m("0001_create_t.down.sql", "begin;\ndrop table t;\ncommit;"),
+  ]).join("\n");
+  assert.match(
+    problems,
+    /0001_create_x\.down\.sql: undoes a migration that is not here \(0001_create_x\.sql\)/,
+  );
+  assert.match(problems, /0002_gone\.down\.sql: undoes a migration that is not here/);
+  assert.match(problems, /0001_create_t\.down\.sql: controls the transaction/);
+  assert.match(
+    checkMigrations([m("0001_a.sql"), m("0001_a.down.sql", "-- later\n")]).join(),
+    /down\.sql: has no SQL/,
+  );
 });
 
 test("well-formed migrations have no problems", () => {

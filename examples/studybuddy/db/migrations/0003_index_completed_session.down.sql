@@ -1,0 +1,3 @@
+-- Undoes 0003.
+
+drop index study_session_completed_at;
