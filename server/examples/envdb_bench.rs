@@ -117,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
         id: BackupId(uuid::Uuid::new_v4()),
         environment_id: EnvironmentId(uuid::Uuid::nil()),
         deployment_id: None,
+        purpose: taken.purpose,
         database_name: taken.database_name.clone(),
         storage_key: taken.storage_key.clone(),
         sha256: taken.sha256.clone(),

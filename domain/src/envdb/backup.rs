@@ -2,6 +2,10 @@
 //! checksum, and each table's row counters when it was taken — so a restore can check it has the
 //! right bytes, and a rollback can say what would be lost ("42 rows inserted in study_session
 //! since the deploy").
+//!
+//! A backup is taken for one of two reasons ([`BackupPurpose`]): before a deployment's
+//! migrations, or as a rollback's safety dump (the database as the rollback found it). Nothing
+//! deletes either; a future pruning must keep safety dumps [`SAFETY_DUMP_KEPT_DAYS`].
 
 use crate::environment::EnvironmentId;
 use chrono::{DateTime, Utc};
@@ -9,6 +13,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use std::fmt;
 use uuid::Uuid;
+
+/// How long a rollback's safety dump is kept at least, in days: the data written between a
+/// deploy and its rollback lives only there.
+pub const SAFETY_DUMP_KEPT_DAYS: i64 = 30;
 
 /// A backup's id (the `database_backup` row).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
@@ -18,6 +26,33 @@ pub struct BackupId(pub Uuid);
 impl fmt::Display for BackupId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+/// Why a backup was taken (`database_backup.purpose`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackupPurpose {
+    /// Before a deployment applied its migrations: what a failure or a rollback restores.
+    PreDeploy,
+    /// By a rollback, before it changed the schema: the rows written since the deploy.
+    Safety,
+}
+
+impl BackupPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupPurpose::PreDeploy => "pre-deploy",
+            BackupPurpose::Safety => "safety",
+        }
+    }
+
+    fn parse(text: &str) -> BackupPurpose {
+        match text {
+            "safety" => BackupPurpose::Safety,
+            // The column's check allows only these two.
+            _ => BackupPurpose::PreDeploy,
+        }
     }
 }
 
@@ -36,7 +71,7 @@ pub struct TableStats {
 }
 
 /// What was written to one table between two readings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableChange {
     pub table: String,
     pub inserted: i64,
@@ -58,7 +93,9 @@ impl fmt::Display for TableChange {
         .map(|(n, what)| format!("{n} {} {what}", if n == 1 { "row" } else { "rows" }))
         .collect();
         let new = if self.new_table { " (a new table)" } else { "" };
-        write!(f, "{} in {}{new}", counts.join(", "), self.table)
+        // Most apps keep their tables in `public`: name those as the app's SQL does.
+        let table = self.table.strip_prefix("public.").unwrap_or(&self.table);
+        write!(f, "{} in {table}{new}", counts.join(", "))
     }
 }
 
@@ -89,6 +126,7 @@ pub fn changes_since(before: &[TableStats], after: &[TableStats]) -> Vec<TableCh
 /// A backup taken, before it is recorded: what [`insert`] stores.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewBackup {
+    pub purpose: BackupPurpose,
     pub database_name: String,
     pub storage_key: String,
     pub sha256: String,
@@ -99,11 +137,13 @@ pub struct NewBackup {
 }
 
 /// A recorded backup.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatabaseBackup {
     pub id: BackupId,
     pub environment_id: EnvironmentId,
+    /// The deployment that took it (a safety dump: the rollback); None: by hand.
     pub deployment_id: Option<Uuid>,
+    pub purpose: BackupPurpose,
     pub database_name: String,
     pub storage_key: String,
     pub sha256: String,
@@ -119,12 +159,19 @@ impl DatabaseBackup {
     pub fn short_sha(&self) -> &str {
         &self.sha256[..12.min(self.sha256.len())]
     }
+
+    /// Until when it must be kept at least (a safety dump); None: no minimum.
+    pub fn kept_until(&self) -> Option<DateTime<Utc>> {
+        (self.purpose == BackupPurpose::Safety)
+            .then(|| self.created_at + chrono::Duration::days(SAFETY_DUMP_KEPT_DAYS))
+    }
 }
 
 struct Row {
     database_backup_id: Uuid,
     environment_id: Uuid,
     deployment_id: Option<Uuid>,
+    purpose: String,
     database_name: String,
     storage_key: String,
     sha256: String,
@@ -141,6 +188,7 @@ impl Row {
             id: BackupId(self.database_backup_id),
             environment_id: EnvironmentId(self.environment_id),
             deployment_id: self.deployment_id,
+            purpose: BackupPurpose::parse(&self.purpose),
             database_name: self.database_name,
             storage_key: self.storage_key,
             sha256: self.sha256,
@@ -154,7 +202,9 @@ impl Row {
     }
 }
 
-/// Records a backup of `environment`'s database, taken for `deployment` (None: by hand).
+/// Records a backup of `environment`'s database, taken for `deployment` (None: by hand). A
+/// second safety dump for one rollback is refused by the database (a unique index); record
+/// those with [`insert_safety_dump`].
 pub async fn insert(
     conn: &mut PgConnection,
     environment: EnvironmentId,
@@ -164,13 +214,14 @@ pub async fn insert(
     let tables = serde_json::to_value(&backup.tables).expect("table stats serialize");
     let row = sqlx::query_as!(
         Row,
-        r#"insert into database_backup (environment_id, deployment_id, database_name, storage_key,
-               sha256, size_bytes, schema_version, tables, pg_dump_version)
-           values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-           returning database_backup_id, environment_id, deployment_id, database_name, storage_key,
-               sha256, size_bytes, schema_version, tables, pg_dump_version, created_at"#,
+        r#"insert into database_backup (environment_id, deployment_id, purpose, database_name,
+               storage_key, sha256, size_bytes, schema_version, tables, pg_dump_version)
+           values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+           returning database_backup_id, environment_id, deployment_id, purpose, database_name,
+               storage_key, sha256, size_bytes, schema_version, tables, pg_dump_version, created_at"#,
         environment.0,
         deployment,
+        backup.purpose.as_str(),
         backup.database_name,
         backup.storage_key,
         backup.sha256,
@@ -190,8 +241,8 @@ pub async fn find(
 ) -> Result<Option<DatabaseBackup>, sqlx::Error> {
     let row = sqlx::query_as!(
         Row,
-        r#"select database_backup_id, environment_id, deployment_id, database_name, storage_key,
-               sha256, size_bytes, schema_version, tables, pg_dump_version, created_at
+        r#"select database_backup_id, environment_id, deployment_id, purpose, database_name,
+               storage_key, sha256, size_bytes, schema_version, tables, pg_dump_version, created_at
            from database_backup where database_backup_id = $1"#,
         id.0
     )
@@ -207,14 +258,137 @@ pub async fn for_deployment(
 ) -> Result<Vec<DatabaseBackup>, sqlx::Error> {
     let rows = sqlx::query_as!(
         Row,
-        r#"select database_backup_id, environment_id, deployment_id, database_name, storage_key,
-               sha256, size_bytes, schema_version, tables, pg_dump_version, created_at
+        r#"select database_backup_id, environment_id, deployment_id, purpose, database_name,
+               storage_key, sha256, size_bytes, schema_version, tables, pg_dump_version, created_at
            from database_backup where deployment_id = $1 order by created_at, database_backup_id"#,
         deployment
     )
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows.into_iter().map(Row::into_backup).collect())
+}
+
+/// Records a rollback's safety dump unless that rollback has one already. Returns the recorded
+/// dump and whether it is `backup` (false: another was recorded first, and `backup`'s bytes are
+/// not referenced by this record).
+pub async fn insert_safety_dump(
+    conn: &mut PgConnection,
+    environment: EnvironmentId,
+    rollback: Uuid,
+    backup: &NewBackup,
+) -> Result<(DatabaseBackup, bool), sqlx::Error> {
+    let tables = serde_json::to_value(&backup.tables).expect("table stats serialize");
+    let inserted = sqlx::query_as!(
+        Row,
+        r#"insert into database_backup (environment_id, deployment_id, purpose, database_name,
+               storage_key, sha256, size_bytes, schema_version, tables, pg_dump_version)
+           values ($1, $2, 'safety', $3, $4, $5, $6, $7, $8, $9)
+           on conflict (deployment_id) where purpose = 'safety' do nothing
+           returning database_backup_id, environment_id, deployment_id, purpose, database_name,
+               storage_key, sha256, size_bytes, schema_version, tables, pg_dump_version, created_at"#,
+        environment.0,
+        rollback,
+        backup.database_name,
+        backup.storage_key,
+        backup.sha256,
+        backup.size_bytes,
+        backup.schema_version,
+        tables,
+        backup.pg_dump_version,
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    match inserted {
+        Some(row) => Ok((row.into_backup(), true)),
+        None => {
+            let first = safety_dump(conn, rollback)
+                .await?
+                .ok_or(sqlx::Error::RowNotFound)?;
+            Ok((first, false))
+        }
+    }
+}
+
+/// Replaces a safety dump's record with a newer dump of the same, still unchanged, database (a
+/// rollback resumed before it changed anything dumps again, so rows written meanwhile are kept
+/// too). Returns the record and the storage key it no longer uses.
+pub async fn retake_safety_dump(
+    conn: &mut PgConnection,
+    id: BackupId,
+    backup: &NewBackup,
+) -> Result<(DatabaseBackup, String), sqlx::Error> {
+    let tables = serde_json::to_value(&backup.tables).expect("table stats serialize");
+    let old_key = sqlx::query_scalar!(
+        "select storage_key from database_backup where database_backup_id = $1 and purpose = 'safety' for update",
+        id.0
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let row = sqlx::query_as!(
+        Row,
+        r#"update database_backup set storage_key = $2, sha256 = $3, size_bytes = $4,
+               schema_version = $5, tables = $6, pg_dump_version = $7, created_at = now()
+           where database_backup_id = $1
+           returning database_backup_id, environment_id, deployment_id, purpose, database_name,
+               storage_key, sha256, size_bytes, schema_version, tables, pg_dump_version, created_at"#,
+        id.0,
+        backup.storage_key,
+        backup.sha256,
+        backup.size_bytes,
+        backup.schema_version,
+        tables,
+        backup.pg_dump_version,
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((row.into_backup(), old_key))
+}
+
+/// Whether any backup or artifact still uses the bytes under `key`.
+pub async fn bytes_in_use(conn: &mut PgConnection, key: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"select (exists(select 1 from artifact where storage_key = $1)
+               or exists(select 1 from database_backup where storage_key = $1)) as "used!""#,
+        key
+    )
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// The safety dump a rollback took, if it took one.
+pub async fn safety_dump(
+    conn: &mut PgConnection,
+    rollback: Uuid,
+) -> Result<Option<DatabaseBackup>, sqlx::Error> {
+    let row = sqlx::query_as!(
+        Row,
+        r#"select database_backup_id, environment_id, deployment_id, purpose, database_name,
+               storage_key, sha256, size_bytes, schema_version, tables, pg_dump_version, created_at
+           from database_backup where deployment_id = $1 and purpose = 'safety'"#,
+        rollback
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(Row::into_backup))
+}
+
+/// The backup a deployment took right before applying its migrations (the newest, when a
+/// resumed migrate step took another): what rolling that deployment back restores.
+pub async fn pre_deploy(
+    conn: &mut PgConnection,
+    deployment: Uuid,
+) -> Result<Option<DatabaseBackup>, sqlx::Error> {
+    let row = sqlx::query_as!(
+        Row,
+        r#"select database_backup_id, environment_id, deployment_id, purpose, database_name,
+               storage_key, sha256, size_bytes, schema_version, tables, pg_dump_version, created_at
+           from database_backup where deployment_id = $1 and purpose = 'pre-deploy'
+           order by created_at desc, database_backup_id desc limit 1"#,
+        deployment
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(Row::into_backup))
 }
 
 #[cfg(test)]
@@ -246,11 +420,17 @@ mod tests {
         assert_eq!(changes.len(), 2);
         assert_eq!(
             changes[0].to_string(),
-            "42 rows inserted, 1 row updated, 1 row deleted in public.study_session"
+            "42 rows inserted, 1 row updated, 1 row deleted in study_session"
         );
         assert_eq!(
             changes[1].to_string(),
-            "4 rows inserted in public.reminder (a new table)"
+            "4 rows inserted in reminder (a new table)"
+        );
+        let elsewhere = changes_since(&[], &[stats("audit.event", 1, 0, 0)]);
+        assert_eq!(
+            elsewhere[0].to_string(),
+            "1 row inserted in audit.event (a new table)",
+            "only `public` goes unnamed"
         );
     }
 

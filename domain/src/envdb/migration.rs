@@ -1,7 +1,8 @@
 //! A release's migrations, as the app's own tool reads them (StudyBuddy's `src/migrations.mjs`):
 //! files `NNNN_name.sql` numbered from 0001 without gaps, each with SQL that can run inside the
 //! one transaction all pending migrations share. `NNNN_name.down.sql` beside a migration is its
-//! undo, kept for rollbacks (the app's tool does not read those).
+//! undo, run by a rollback (newest first, all in one transaction, so held to the same rules; the
+//! app's tool checks them but never runs them).
 //!
 //! The checksum is the SHA-256 of the file's bytes in lower-case hex — what the app's tool
 //! stores in `schema_migration.sha256` — so either tool sees the other's records as its own.
@@ -23,6 +24,13 @@ pub struct Migration {
     pub sha256: String,
     /// The SQL of `NNNN_name.down.sql`, when the release has one.
     pub down: Option<String>,
+}
+
+impl Migration {
+    /// The file of its undo: `0001_create_study_session.down.sql`.
+    pub fn down_file(&self) -> String {
+        format!("{:04}_{}.down.sql", self.version, self.name)
+    }
 }
 
 /// What is wrong with a set of migration files: every problem found, each naming its file.
@@ -91,6 +99,7 @@ pub fn check(files: Vec<(String, Vec<u8>)>) -> Result<Vec<Migration>, Migrations
                 continue;
             }
         };
+        check_sql(&file, &sql, &mut problems);
         if is_down {
             downs.push((version, name, sql));
             continue;
@@ -101,15 +110,6 @@ pub fn check(files: Vec<(String, Vec<u8>)>) -> Result<Vec<Migration>, Migrations
                 version, other.file
             ));
             continue;
-        }
-        let statements = statements_only(&sql);
-        if statements.trim().is_empty() {
-            problems.push(format!("{file}: has no SQL"));
-        }
-        for (pattern, why) in NOT_IN_A_TRANSACTION.iter() {
-            if pattern.is_match(&statements) {
-                problems.push(format!("{file}: {why}"));
-            }
         }
         ups.insert(
             version,
@@ -147,6 +147,19 @@ pub fn check(files: Vec<(String, Vec<u8>)>) -> Result<Vec<Migration>, Migrations
         Ok(ups.into_values().collect())
     } else {
         Err(MigrationsError { problems })
+    }
+}
+
+/// Empty files and statements that cannot share the one transaction.
+fn check_sql(file: &str, sql: &str, problems: &mut Vec<String>) {
+    let statements = statements_only(sql);
+    if statements.trim().is_empty() {
+        problems.push(format!("{file}: has no SQL"));
+    }
+    for (pattern, why) in NOT_IN_A_TRANSACTION.iter() {
+        if pattern.is_match(&statements) {
+            problems.push(format!("{file}: {why}"));
+        }
     }
 }
 
@@ -228,6 +241,7 @@ mod tests {
         assert_eq!(found.len(), 2);
         assert_eq!(found[0].file, "0001_create_a.sql");
         assert_eq!(found[0].down.as_deref(), Some("drop table a;"));
+        assert_eq!(found[0].down_file(), "0001_create_a.down.sql");
         assert_eq!(found[1].version, 2);
         assert_eq!(found[1].name, "add_b");
         assert_eq!(found[0].sha256, sha256_hex(b"create table a (id int);"));
@@ -246,6 +260,7 @@ mod tests {
             ("0004_d.sql", "create index concurrently d on a (id);"),
             ("0005_e.sql", "begin;\ncreate table e (id int);\ncommit;"),
             ("0006_f.down.sql", "drop table f;"),
+            ("0001_a.down.sql", "drop table a;\ncommit;"),
             ("Notes.md", "hello"),
         ]))
         .unwrap_err();
@@ -257,6 +272,7 @@ mod tests {
             "0004_d.sql: uses CONCURRENTLY",
             "0005_e.sql: controls the transaction itself",
             "0006_f.down.sql: undoes a migration the release does not have",
+            "0001_a.down.sql: controls the transaction itself",
             "Notes.md: not a migration name",
         ] {
             assert!(text.contains(expected), "{expected} missing from:\n{text}");

@@ -19,7 +19,7 @@
 //! of the database's contents and are not carried over.
 
 use super::target::{DatabaseUrl, EnvDatabase};
-use domain::envdb::{DatabaseBackup, NewBackup, TableStats};
+use domain::envdb::{BackupPurpose, DatabaseBackup, NewBackup, TableStats};
 use domain::run::artifacts::{ArtifactStorage, key_for};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
@@ -180,12 +180,7 @@ async fn look(db: &EnvDatabase) -> Result<Before, sqlx::Error> {
     let num: String = sqlx::query_scalar("select current_setting('server_version_num')")
         .fetch_one(&mut conn)
         .await?;
-    let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
-        "select schemaname || '.' || relname, n_tup_ins, n_tup_upd, n_tup_del, n_live_tup
-         from pg_stat_user_tables order by schemaname, relname",
-    )
-    .fetch_all(&mut conn)
-    .await?;
+    let tables = table_stats(&mut conn).await?;
     let schema_version = if super::migrate::recorded(&mut conn).await?.is_empty() {
         None
     } else {
@@ -196,18 +191,30 @@ async fn look(db: &EnvDatabase) -> Result<Before, sqlx::Error> {
     let _ = conn.close().await;
     Ok(Before {
         server_major: num.parse::<u32>().unwrap_or(0) / 10_000,
-        tables: rows
-            .into_iter()
-            .map(|(table, inserted, updated, deleted, live)| TableStats {
-                table,
-                inserted,
-                updated,
-                deleted,
-                live,
-            })
-            .collect(),
+        tables,
         schema_version,
     })
+}
+
+/// Each table's row counters now (pg_stat_user_tables): what a backup records, and what a
+/// rollback compares with them.
+pub async fn table_stats(conn: &mut sqlx::PgConnection) -> Result<Vec<TableStats>, sqlx::Error> {
+    let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+        "select schemaname || '.' || relname, n_tup_ins, n_tup_upd, n_tup_del, n_live_tup
+         from pg_stat_user_tables order by schemaname, relname",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(table, inserted, updated, deleted, live)| TableStats {
+            table,
+            inserted,
+            updated,
+            deleted,
+            live,
+        })
+        .collect())
 }
 
 /// Runs a libpq program against `url` (password in the environment, never on the command line).
@@ -246,7 +253,8 @@ fn drain_stderr(stderr: Option<tokio::process::ChildStderr>) -> tokio::task::Joi
     })
 }
 
-/// Dumps `db` into `storage`; returns what to record.
+/// Dumps `db` into `storage`; returns what to record (as a pre-deploy backup: set `purpose` for
+/// another).
 pub async fn backup<S: ArtifactStorage>(
     db: &EnvDatabase,
     storage: &S,
@@ -309,6 +317,7 @@ pub async fn backup<S: ArtifactStorage>(
         .await
         .map_err(storage_error)?;
     Ok(NewBackup {
+        purpose: BackupPurpose::PreDeploy,
         database_name: db.name.clone(),
         storage_key,
         sha256,

@@ -109,8 +109,9 @@ impl Default for Retention {
 }
 
 /// Deletes artifacts older than the age limit or beyond the newest `keep_per_kind` of their kind
-/// in their project, unless pinned; removes the bytes no remaining artifact shares. Returns how
-/// many artifacts went.
+/// in their project, unless pinned; removes the bytes no remaining artifact shares and no
+/// database backup uses (backups share the content-keyed storage and are never swept: a
+/// rollback's safety dump must outlive its rollback). Returns how many artifacts went.
 pub async fn sweep<S: ArtifactStorage>(
     pool: &PgPool,
     storage: &S,
@@ -130,13 +131,9 @@ pub async fn sweep<S: ArtifactStorage>(
     )
     .fetch_all(pool)
     .await?;
+    let mut conn = pool.acquire().await?;
     for row in &gone {
-        let shared = sqlx::query_scalar!(
-            r#"select exists(select 1 from artifact where storage_key = $1) as "shared!""#,
-            row.storage_key
-        )
-        .fetch_one(pool)
-        .await?;
+        let shared = crate::envdb::backup::bytes_in_use(&mut conn, &row.storage_key).await?;
         if !shared && let Err(error) = storage.delete(&row.storage_key).await {
             tracing::warn!(%error, key = %row.storage_key, "could not delete an artifact's bytes");
         }
