@@ -22,7 +22,7 @@ pub struct Applied {
     pub elapsed: Duration,
 }
 
-/// A migration PostgreSQL refused, and where.
+/// A migration (or a down script) PostgreSQL refused, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationFailed {
     pub file: String,
@@ -138,7 +138,12 @@ pub async fn apply(db: &EnvDatabase, migrations: &[Migration]) -> Result<Vec<App
         let started = Instant::now();
         if let Err(error) = super::run(&mut tx, &migration.sql).await {
             return Err(match error {
-                sqlx::Error::Database(e) => ApplyError::Failed(failure(migration, e.as_ref())),
+                sqlx::Error::Database(e) => ApplyError::Failed(failure(
+                    &migration.file,
+                    migration.version,
+                    &migration.sql,
+                    e.as_ref(),
+                )),
                 other => database_error(other),
             });
         }
@@ -160,17 +165,23 @@ pub async fn apply(db: &EnvDatabase, migrations: &[Migration]) -> Result<Vec<App
     Ok(applied)
 }
 
-/// What PostgreSQL said about a migration, with the line its position points at. A position
-/// inside a function body ("internal") points into that body, not the file: no line then.
-fn failure(migration: &Migration, error: &dyn sqlx::error::DatabaseError) -> MigrationFailed {
+/// What PostgreSQL said about a script (`file`, holding `sql`), with the line its position
+/// points at. A position inside a function body ("internal") points into that body, not the
+/// file: no line then.
+pub(super) fn failure(
+    file: &str,
+    version: i32,
+    sql: &str,
+    error: &dyn sqlx::error::DatabaseError,
+) -> MigrationFailed {
     let pg = error.try_downcast_ref::<sqlx::postgres::PgDatabaseError>();
     let line = pg.and_then(|e| match e.position() {
-        Some(sqlx::postgres::PgErrorPosition::Original(at)) => Some(line_of(&migration.sql, at)),
+        Some(sqlx::postgres::PgErrorPosition::Original(at)) => Some(line_of(sql, at)),
         _ => None,
     });
     MigrationFailed {
-        file: migration.file.clone(),
-        version: migration.version,
+        file: file.to_string(),
+        version,
         message: error.message().to_string(),
         line,
         code: error.code().map(|c| c.into_owned()),

@@ -3,7 +3,9 @@
 //! it lives on Flightdeck's server, reads the release's migrations from its `db-schema`
 //! artifact, backs the database up with pg_dump into the artifact storage (recorded in
 //! `database_backup`), applies the pending migrations as the app's own tool would, and restores
-//! the backup when a migration fails.
+//! the backup when a migration fails. A rollback's database step ([`rollback`]) undoes a
+//! release's migrations with their down scripts or restores the pre-deploy backup, after a
+//! safety dump.
 //!
 //! ```text
 //! let dbs = EnvironmentDatabases::new(admin_url, storage)?;
@@ -20,11 +22,15 @@
 pub mod archive;
 pub mod dump;
 pub mod migrate;
+pub mod rollback;
 pub mod target;
 
 pub use archive::{ReadMigrationsError, read_migrations};
 pub use dump::{DumpError, PgTools};
 pub use migrate::{Applied, ApplyError, MigrationFailed};
+pub use rollback::{
+    PlanSchemaRollback, RollBackSchema, SchemaRollbackError, SchemaRolledBack, Undone,
+};
 pub use target::{DatabaseUrl, EnvDatabase, Placement, TargetError};
 
 use domain::definition::DatabaseTarget;

@@ -20,16 +20,16 @@ const SAMPLE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/study
 
 /// A Flightdeck database with the sample loaded, an artifact store, and one environment
 /// database (not yet created) named for this test.
-struct Setup {
-    pool: PgPool,
-    storage_dir: PathBuf,
-    dbs: EnvironmentDatabases<LocalDisk>,
-    staging: EnvironmentId,
-    db: EnvDatabase,
+pub(crate) struct Setup {
+    pub(crate) pool: PgPool,
+    pub(crate) storage_dir: PathBuf,
+    pub(crate) dbs: EnvironmentDatabases<LocalDisk>,
+    pub(crate) staging: EnvironmentId,
+    pub(crate) db: EnvDatabase,
 }
 
 impl Setup {
-    async fn new() -> Setup {
+    pub(crate) async fn new() -> Setup {
         let options = fresh_database().await;
         let pool = PgPool::connect_with(options.clone()).await.unwrap();
         domain::project::load_definition(
@@ -77,7 +77,7 @@ impl Setup {
         }
     }
 
-    fn step<'a>(&'a self, migrations: &'a [Migration]) -> Migrate<'a> {
+    pub(crate) fn step<'a>(&'a self, migrations: &'a [Migration]) -> Migrate<'a> {
         Migrate {
             environment: self.staging,
             deployment: None,
@@ -87,7 +87,7 @@ impl Setup {
         }
     }
 
-    async fn app(&self) -> PgConnection {
+    pub(crate) async fn app(&self) -> PgConnection {
         self.db.url.connect().await.unwrap()
     }
 
@@ -98,7 +98,7 @@ impl Setup {
 }
 
 /// `dir`'s files as a gzipped tar, as a runner packs a directory artifact.
-fn pack(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+pub(crate) fn pack(files: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut archive = tar::Builder::new(flate2::write::GzEncoder::new(
         Vec::new(),
         flate2::Compression::default(),
@@ -112,7 +112,7 @@ fn pack(files: &[(String, Vec<u8>)]) -> Vec<u8> {
     archive.into_inner().unwrap().finish().unwrap()
 }
 
-fn sample_files() -> Vec<(String, Vec<u8>)> {
+pub(crate) fn sample_files() -> Vec<(String, Vec<u8>)> {
     let dir = Path::new(SAMPLE_DIR).join("db/migrations");
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
         .unwrap()
@@ -189,7 +189,7 @@ fn sample_tool(url: &str, dir: Option<&Path>, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-async fn schema_migration(
+pub(crate) async fn schema_migration(
     conn: &mut PgConnection,
 ) -> Vec<(i32, String, String, chrono::DateTime<chrono::Utc>)> {
     sqlx::query_as(
@@ -200,7 +200,7 @@ async fn schema_migration(
     .unwrap()
 }
 
-async fn stored_bytes(storage: &LocalDisk, key: &str) -> Vec<u8> {
+pub(crate) async fn stored_bytes(storage: &LocalDisk, key: &str) -> Vec<u8> {
     let mut body = storage.get(key).await.unwrap();
     let mut bytes = Vec::new();
     while let Some(chunk) = body.next().await {
@@ -209,7 +209,7 @@ async fn stored_bytes(storage: &LocalDisk, key: &str) -> Vec<u8> {
     bytes
 }
 
-async fn drop_database(setup: &Setup) {
+pub(crate) async fn drop_database(setup: &Setup) {
     let mut admin = setup
         .db
         .url
@@ -320,8 +320,13 @@ async fn the_samples_migrations_apply_once_and_its_own_tool_agrees() {
 
     // An applied migration edited afterwards is refused, as the app's tool refuses it.
     let mut edited = sample_files();
-    edited[1].1.extend_from_slice(b"-- edited\n");
-    edited.push(files[3].clone());
+    edited
+        .iter_mut()
+        .find(|(name, _)| name == "0002_add_session_reminder.sql")
+        .unwrap()
+        .1
+        .extend_from_slice(b"-- edited\n");
+    edited.push(files.last().unwrap().clone());
     let edited = read_migrations(&pack(&edited)).unwrap();
     let error = setup
         .dbs

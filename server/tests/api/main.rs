@@ -16,6 +16,7 @@ mod people;
 mod refusals;
 mod runs;
 mod schedules;
+mod schema_rollback;
 mod sites;
 mod storage;
 mod work;
