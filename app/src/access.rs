@@ -94,6 +94,8 @@ pub fn server_fns() -> Vec<(&'static str, Access)> {
         (releases::GetDeployment::PATH, ANYONE),
         (releases::DecideStage::PATH, DEPLOYMENT_DECIDERS),
         (releases::GetEnvironment::PATH, ANYONE),
+        // Who may roll back is the environment's rollback policy (`environment::decide`).
+        (releases::RollBackEnvironment::PATH, ANYONE),
         (releases::GetInbox::PATH, PRODUCT_MANAGERS),
         (releases::InboxCount::PATH, PRODUCT_MANAGERS),
     ]

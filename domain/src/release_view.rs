@@ -132,6 +132,8 @@ pub struct DeploymentSummary {
     pub finished_at: Option<DateTime<Utc>>,
     /// The stage it is at now (or stopped at), with its state.
     pub current_stage: Option<String>,
+    /// A rollback's cause in words ("asked for by ana", "automatic: error rate above 5 %").
+    pub cause: Option<String>,
 }
 
 /// A stage of a deployment.
@@ -224,6 +226,25 @@ pub struct EnvironmentView {
     pub next_eligible: Option<String>,
     pub window: Option<String>,
     pub protection: String,
+    /// What a rollback would do now, or why there is none to offer.
+    pub rollback: Result<RollbackOffer, String>,
+}
+
+/// What the environment page's **Roll back** offers, and its confirm sheet says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackOffer {
+    /// The deployment it rolls back (sent back with the tap, so a double tap is one rollback).
+    pub rolls_back: i64,
+    pub from: String,
+    pub to: String,
+    /// Each step in order, in words.
+    pub steps: Vec<String>,
+    /// What happens to the database and what was written since the deploy, in words.
+    pub database: String,
+    /// A rollback of this deployment already asked for: tapping shows its progress.
+    pub existing: Option<i64>,
+    /// Why the person looking may not roll back (None: they may).
+    pub refused: Option<String>,
 }
 
 /// A release waiting for user acceptance, as the product managers' inbox shows it.

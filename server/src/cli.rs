@@ -89,6 +89,9 @@ enum Command {
     /// Decide on a deployment's stage: approve, reject, tick, pass, fail, override the window.
     #[command(subcommand)]
     Decide(crate::cli_deploy::DecideCommand),
+    /// Roll an environment back to its last good release (or `--to` one): flags, site, deploy
+    /// job and database together; a running server drives it.
+    Rollback(crate::cli_deploy::RollbackArgs),
     /// Run jobs for a Flightdeck server, on this machine or another. The first SIGTERM or Ctrl-C
     /// stops taking jobs and waits for those under way; a second one stops them too.
     Runner(crate::runner::RunnerArgs),
@@ -443,6 +446,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Promote(args) => {
             let db = Database::open(&database()?, 2).await?;
             let result = crate::cli_deploy::promote_command(&db, args).await;
+            db.close().await;
+            result.map(|()| ExitCode::SUCCESS)
+        }
+        Command::Rollback(args) => {
+            let db = Database::open(&database()?, 2).await?;
+            let result = crate::cli_deploy::rollback_command(&db, args).await;
             db.close().await;
             result.map(|()| ExitCode::SUCCESS)
         }

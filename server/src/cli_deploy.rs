@@ -1,4 +1,4 @@
-//! `flightdeck promote` and `flightdeck decide`: releases and deployments from the command line,
+//! `flightdeck promote`, `flightdeck decide` and `flightdeck rollback`: releases and deployments from the command line,
 //! through the same use cases as the pages and the REST API. The operator acts as
 //! [`Acting::Operator`] (named by OS user and host in the audit log) — through the environment's
 //! rules, not around them; approvals that others must give are still waited for by the
@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use domain::audit::Origin;
 use domain::deployment::DeploymentTrigger;
 use domain::deployment::decide::{Decision, decide};
+use domain::deployment::rollback::{Cause, RollbackRequest, roll_back};
 use domain::deployment::store::{PromoteRequest, Promoted, ReleaseChoice, promote};
 use domain::environment::Acting;
 
@@ -22,6 +23,22 @@ pub struct PromoteArgs {
     /// green; later environments: the newest that passed the one before).
     #[arg(long)]
     pub release: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[arg(long)]
+    pub project: String,
+    #[arg(long)]
+    pub environment: String,
+    /// The release to go back to; default the last good one (the newest earlier release whose
+    /// deployment there succeeded and was not itself rolled back).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// The deployment to roll back (its number); default the one running there now. Asking
+    /// again for the same deployment gives the rollback already under way.
+    #[arg(long)]
+    pub deployment: Option<i64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,6 +140,42 @@ pub async fn promote_command(db: &Database, args: PromoteArgs) -> anyhow::Result
                 args.environment
             )
         }
+    }
+    Ok(())
+}
+
+pub async fn rollback_command(db: &Database, args: RollbackArgs) -> anyhow::Result<()> {
+    let (acting, actor) = operator();
+    let rolled = roll_back(
+        &db.pool,
+        &RollbackRequest {
+            project: args.project.clone(),
+            environment: args.environment.clone(),
+            rolls_back: args.deployment,
+            to: args.to,
+            cause: Cause::Person {
+                name: acting.name().to_string(),
+            },
+            acting,
+            actor,
+            trigger: DeploymentTrigger::Manual,
+            idempotency_key: None,
+        },
+        &Origin::default(),
+        chrono::Utc::now(),
+    )
+    .await?;
+    let d = &rolled.deployment;
+    if d.created {
+        println!(
+            "Rollback #{} of {} from {} to {} started; a running server drives it.",
+            d.number, args.environment, rolled.from_version, rolled.to_version
+        );
+    } else {
+        println!(
+            "Rollback #{} of {} from {} to {} was already asked for; nothing new started.",
+            d.number, args.environment, rolled.from_version, rolled.to_version
+        );
     }
     Ok(())
 }

@@ -112,7 +112,17 @@ impl Instance {
             .hash_files(config.site.hashes_names())
             .site_addr(addr)
             .build();
+        let world = crate::deployer::world::World {
+            sites: Some(sites.clone()),
+            ..config.world
+        };
         let state = AppState::new(AppStateParts {
+            database_preview: world.databases.as_ref().map(|_| {
+                Arc::new(crate::deployer::RollbackDatabasePreview {
+                    portal: portal.clone(),
+                    world: world.clone(),
+                }) as Arc<dyn domain::deployment::rollback::DatabasePreview>
+            }),
             leptos_options,
             site: config.site,
             portal: portal.clone(),
@@ -130,10 +140,7 @@ impl Instance {
                 portal: portal.clone(),
                 driver: uuid::Uuid::new_v4(),
                 public_url: public_url.clone(),
-                world: crate::deployer::world::World {
-                    sites: Some(sites.clone()),
-                    ..config.world
-                },
+                world,
             }
             .start(&live, shutdown.clone()),
         );

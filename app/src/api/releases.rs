@@ -139,6 +139,40 @@ pub async fn promote_release(
     }
 }
 
+/// Rolls an environment back from deployment `rolls_back` (what the page showed) to its last
+/// good release, and lands on the rollback's progress page. A plain form post works without
+/// JavaScript; asking again for the same deployment gives the same rollback.
+#[server(prefix = "/fn", endpoint = "roll_back_environment")]
+pub async fn roll_back_environment(
+    project: String,
+    environment: String,
+    rolls_back: i64,
+) -> Result<i64, AppError> {
+    use domain::audit::Actor;
+    use domain::deployment::DeploymentTrigger;
+    use domain::deployment::rollback::{Cause, RollbackRequest, roll_back};
+    let caller = crate::access::authorize::<RollBackEnvironment>()?;
+    let portal = super::portal()?;
+    let acting = acting(&caller)?;
+    let request = RollbackRequest {
+        project: project.clone(),
+        environment,
+        rolls_back: Some(rolls_back),
+        to: None,
+        cause: Cause::Person {
+            name: acting.name().to_string(),
+        },
+        acting,
+        actor: Actor::of(caller.principal.as_ref()),
+        trigger: DeploymentTrigger::Manual,
+        idempotency_key: None,
+    };
+    let rolled = roll_back(&portal.pool, &request, &caller.origin, portal.clock.now()).await?;
+    let number = rolled.deployment.number;
+    leptos_axum::redirect(&format!("/projects/{project}/deployments/{number}"));
+    Ok(number)
+}
+
 #[server(prefix = "/fn", endpoint = "get_deployment")]
 pub async fn get_deployment(project: String, number: i64) -> Result<DeploymentDetail, AppError> {
     let caller = crate::access::authorize::<GetDeployment>()?;
@@ -207,11 +241,19 @@ pub async fn get_environment(
     project: String,
     environment: String,
 ) -> Result<EnvironmentView, AppError> {
-    crate::access::authorize::<GetEnvironment>()?;
-    Ok(
-        domain::deployment::query::environment_view(&super::portal()?.pool, &project, &environment)
-            .await?,
+    let caller = crate::access::authorize::<GetEnvironment>()?;
+    // The server's environment databases say what a rollback would do to the database.
+    let database = leptos::prelude::use_context::<
+        std::sync::Arc<dyn domain::deployment::rollback::DatabasePreview>,
+    >();
+    Ok(domain::deployment::query::environment_view(
+        &super::portal()?.pool,
+        &project,
+        &environment,
+        &acting(&caller)?,
+        database.as_deref(),
     )
+    .await?)
 }
 
 #[server(prefix = "/fn", endpoint = "get_inbox")]

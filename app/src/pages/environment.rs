@@ -1,11 +1,11 @@
 //! An environment's page, phone first (on-call opens it): what runs there and since when, the
 //! deployment under way and its stage, the deploy history, its protection and window. Live.
 
-use crate::api::releases::get_environment;
+use crate::api::releases::{RollBackEnvironment, get_environment};
 use crate::components::{ErrorNotice, StatePill, format_duration, format_time};
 use crate::live::use_live_changes;
 use crate::pages::releases::param;
-use domain::release_view::{DeploymentSummary, EnvironmentView};
+use domain::release_view::{DeploymentSummary, EnvironmentView, RollbackOffer};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
@@ -44,6 +44,7 @@ fn EnvironmentBody(env: EnvironmentView) -> impl IntoView {
         next_eligible,
         window,
         protection,
+        rollback,
     } = env;
     let age = deployed_at.map(|at| format_duration((chrono::Utc::now() - at).num_seconds()));
     view! {
@@ -61,6 +62,7 @@ fn EnvironmentBody(env: EnvironmentView) -> impl IntoView {
                 }}
             </div>
         </section>
+        <RollbackSection project=project.clone() environment=name.clone() rollback />
         <section aria-labelledby="progress-title">
             <h2 id="progress-title" class="section-title">"Under way"</h2>
             {match in_progress {
@@ -81,6 +83,77 @@ fn EnvironmentBody(env: EnvironmentView) -> impl IntoView {
             <DeploymentList deployments=history project=project.clone() empty="No finished deployments here yet." />
         </section>
     }
+}
+
+/// **Roll back**: one tap opens the confirm sheet (a `<details>`, so it opens before the page
+/// has hydrated and with JavaScript off), which says what comes back; **Confirm** is a plain
+/// form post that lands on the rollback's progress page. The tap carries the deployment it rolls
+/// back, so a double tap, or two people at once, make one rollback.
+#[component]
+fn RollbackSection(
+    project: String,
+    environment: String,
+    rollback: Result<RollbackOffer, String>,
+) -> impl IntoView {
+    let offer = match rollback {
+        Ok(offer) => offer,
+        Err(why) => {
+            return view! {
+                <section class="rollback" aria-labelledby="rollback-title">
+                    <h2 id="rollback-title" class="section-title">"Roll back"</h2>
+                    <p class="muted small">{why}</p>
+                </section>
+            }
+            .into_any();
+        }
+    };
+    if let Some(number) = offer.existing {
+        return view! {
+            <section class="rollback" aria-labelledby="rollback-title">
+                <h2 id="rollback-title" class="section-title">"Roll back"</h2>
+                <p>
+                    <a class="button" href=format!("/projects/{project}/deployments/{number}")>
+                        "Rollback #"{number}" of "{offer.from.clone()}" → "{offer.to.clone()}
+                    </a>
+                </p>
+            </section>
+        }
+        .into_any();
+    }
+    if let Some(why) = offer.refused {
+        return view! {
+            <section class="rollback" aria-labelledby="rollback-title">
+                <h2 id="rollback-title" class="section-title">"Roll back"</h2>
+                <p class="muted small">"Back to "{offer.to.clone()}" is possible; "{why}</p>
+            </section>
+        }
+        .into_any();
+    }
+    let roll_back = ServerAction::<RollBackEnvironment>::new();
+    view! {
+        <section class="rollback" aria-labelledby="rollback-title">
+            <h2 id="rollback-title" class="section-title">"Roll back"</h2>
+            <details class="rollback-sheet">
+                <summary class="button danger">"Roll back to "{offer.to.clone()}</summary>
+                <div class="sheet">
+                    <p class="sheet-title"><strong>{offer.from.clone()}</strong>" → "<strong>{offer.to.clone()}</strong></p>
+                    <ol class="rollback-steps">
+                        {offer.steps.into_iter().map(|step| view! { <li>{step}</li> }).collect_view()}
+                    </ol>
+                    <ActionForm action=roll_back>
+                        <input type="hidden" name="project" value=project.clone() />
+                        <input type="hidden" name="environment" value=environment.clone() />
+                        <input type="hidden" name="rolls_back" value=offer.rolls_back.to_string() />
+                        <button type="submit" class="button danger big" disabled=move || roll_back.pending().get()>
+                            {move || if roll_back.pending().get() { "Rolling back…" } else { "Confirm rollback" }}
+                        </button>
+                    </ActionForm>
+                    {move || roll_back.value().get().and_then(Result::err).map(|error| view! { <ErrorNotice error /> })}
+                </div>
+            </details>
+        </section>
+    }
+    .into_any()
 }
 
 /// Deployments as a list: from → to, who or what started it, when, how long, outcome.
@@ -110,7 +183,8 @@ pub fn DeploymentList(
                             <span>{d.environment.clone()}": "{d.from_version.clone().unwrap_or_else(|| "nothing".into())}" → "<strong>{d.version.clone()}</strong></span>
                         </a>
                         <span class="run-meta">
-                            {if d.kind == "rollback" { "rollback by " } else { "by " }}{by}" · "{format_time(d.created_at)}
+                            {if d.kind == "rollback" { "rollback, " } else { "by " }}
+                            {d.cause.clone().unwrap_or(by)}" · "{format_time(d.created_at)}
                             {took.map(|t| view! { " · "{t} })}
                             {d.current_stage.clone().filter(|_| !d.state.is_finished()).map(|s| view! { " · at "<strong>{s}</strong> })}
                         </span>

@@ -23,6 +23,7 @@ pub mod jobs;
 pub mod plan;
 pub mod query;
 pub mod record;
+pub mod rollback;
 pub mod store;
 
 use crate::role::Role;
@@ -117,6 +118,10 @@ pub enum StageSpec {
         artifact: String,
         backup: bool,
     },
+    /// A rollback's one stage: its steps are in the plan.
+    Rollback {
+        plan: rollback::RollbackPlan,
+    },
 }
 
 impl StageSpec {
@@ -130,6 +135,7 @@ impl StageSpec {
             StageSpec::Check { .. } => "check",
             StageSpec::Publish { .. } => "publish",
             StageSpec::Migrate { .. } => "migrate",
+            StageSpec::Rollback { .. } => "rollback",
         }
     }
 
@@ -202,6 +208,16 @@ impl StageSpec {
             StageSpec::Migrate { artifact, backup } => format!(
                 "migrates the database with {artifact}{}",
                 if *backup { " after a backup" } else { "" }
+            ),
+            StageSpec::Rollback { plan } => format!(
+                "takes {} back to {}: {}",
+                plan.from_version,
+                plan.to_version,
+                plan.steps()
+                    .into_iter()
+                    .map(|(_, what)| what)
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ),
         }
     }

@@ -42,7 +42,7 @@ pub async fn summaries(
     let rows = sqlx::query!(
         r#"select d.number, d.kind, e.name as environment, r.version, fr.version as "from_version?",
                   d.state as "state: RunState", d.reason, d.trigger, d.triggered_by,
-                  d.created_at, d.started_at, d.finished_at,
+                  d.created_at, d.started_at, d.finished_at, d.cause,
                   (select s.title from deployment_stage s
                    where s.deployment_id = d.deployment_id and s.state not in ('succeeded', 'skipped')
                    order by s.position limit 1) as current_stage
@@ -81,6 +81,10 @@ pub async fn summaries(
             started_at: r.started_at,
             finished_at: r.finished_at,
             current_stage: r.current_stage,
+            cause: r
+                .cause
+                .and_then(|c| serde_json::from_value::<super::rollback::Cause>(c).ok())
+                .map(|c| c.describe()),
         })
         .collect())
 }
@@ -389,7 +393,10 @@ pub async fn environment_view(
     pool: &PgPool,
     project: &str,
     name: &str,
+    acting: &Acting,
+    database_preview: Option<&dyn super::rollback::DatabasePreview>,
 ) -> Result<EnvironmentView, DeploymentError> {
+    let rollback = super::rollback::offer(pool, project, name, acting, database_preview).await?;
     let mut conn = pool.acquire().await?;
     let env = environment::find(&mut conn, project, name).await?;
     let history = summaries(
@@ -434,6 +441,7 @@ pub async fn environment_view(
             .as_ref()
             .map(crate::project::view::window_text),
         protection: crate::project::view::protection_text(&env.protection),
+        rollback,
     })
 }
 

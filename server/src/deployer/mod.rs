@@ -13,6 +13,8 @@
 //! project's repository ([`describe`]).
 
 mod describe;
+mod rollback;
+pub use rollback::RollbackDatabasePreview;
 mod stages;
 pub mod world;
 
@@ -30,6 +32,23 @@ const TICK: Duration = Duration::from_secs(1);
 const LEASE_SECS: i64 = 30;
 /// Deployments one replica drives at once.
 const BATCH: i64 = 16;
+
+/// The variable that makes a server stop dead (`abort`, as kill -9 would) right after the
+/// deployment step it names has done its work and before that is recorded: how the crash tests
+/// stop a process at step k. Unset in every real deployment.
+pub const CRASH_AFTER_STEP: &str = "FLIGHTDECK_TEST_CRASH_AFTER_STEP";
+
+fn crash_point(step: &str) {
+    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if AT
+        .get_or_init(|| std::env::var(CRASH_AFTER_STEP).ok())
+        .as_deref()
+        == Some(step)
+    {
+        eprintln!("{CRASH_AFTER_STEP}={step}: stopping dead after step {step}");
+        std::process::abort();
+    }
+}
 
 /// What the deployer needs besides the domain services.
 #[derive(Clone)]

@@ -64,6 +64,7 @@ pub(crate) async fn step(deployer: &Deployer, id: DeploymentId) -> anyhow::Resul
                 None => Ok(Next::Again),
             }
         }
+        StageSpec::Rollback { plan } => stage_ctx.rollback(tx, &plan).await,
         StageSpec::Migrate { artifact, backup } => {
             let mut tx = tx;
             if !stage_ctx.running(&mut tx).await? {
@@ -77,19 +78,19 @@ pub(crate) async fn step(deployer: &Deployer, id: DeploymentId) -> anyhow::Resul
     }
 }
 
-struct StageCtx<'a> {
-    deployer: &'a Deployer,
-    deployment: Locked,
-    stage: StageRow,
+pub(super) struct StageCtx<'a> {
+    pub(super) deployer: &'a Deployer,
+    pub(super) deployment: Locked,
+    pub(super) stage: StageRow,
 }
 
 impl StageCtx<'_> {
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+    pub(super) fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.deployer.portal.clock.now()
     }
 
     /// Moves the stage by `event` and saves it (and the deployment's summary).
-    async fn apply(&self, tx: &mut Tx, event: StageEvent) -> anyhow::Result<()> {
+    pub(super) async fn apply(&self, tx: &mut Tx, event: StageEvent) -> anyhow::Result<()> {
         let now = self.now();
         let next = self.stage.record.apply(&event, now)?;
         if next != self.stage.record {
@@ -100,7 +101,7 @@ impl StageCtx<'_> {
 
     /// Makes the stage running (from queued or waiting). Returns false when it moved (so the
     /// caller looks again with the new record), true when it was running already.
-    async fn running(&self, tx: &mut Tx) -> anyhow::Result<bool> {
+    pub(super) async fn running(&self, tx: &mut Tx) -> anyhow::Result<bool> {
         let event = match self.stage.record.state {
             RunState::Running => return Ok(true),
             RunState::Waiting => StageEvent::Resume,
@@ -111,7 +112,7 @@ impl StageCtx<'_> {
     }
 
     /// Makes the stage wait with `reason` (or updates the words), commits, and says wait.
-    async fn wait(&self, mut tx: Tx, reason: String) -> anyhow::Result<Next> {
+    pub(super) async fn wait(&self, mut tx: Tx, reason: String) -> anyhow::Result<Next> {
         let event = if self.stage.record.state == RunState::Waiting {
             if self.stage.record.reason.as_deref() == Some(reason.as_str()) {
                 return Ok(Next::Wait);
@@ -125,13 +126,13 @@ impl StageCtx<'_> {
         Ok(Next::Wait)
     }
 
-    async fn succeed(&self, mut tx: Tx, reason: Option<String>) -> anyhow::Result<Next> {
+    pub(super) async fn succeed(&self, mut tx: Tx, reason: Option<String>) -> anyhow::Result<Next> {
         self.apply(&mut tx, StageEvent::Succeed(reason)).await?;
         tx.commit().await?;
         Ok(Next::Again)
     }
 
-    async fn fail(&self, mut tx: Tx, reason: String) -> anyhow::Result<Next> {
+    pub(super) async fn fail(&self, mut tx: Tx, reason: String) -> anyhow::Result<Next> {
         let d = &self.deployment;
         self.apply(&mut tx, StageEvent::Fail(reason.clone()))
             .await?;
@@ -146,7 +147,7 @@ impl StageCtx<'_> {
 
     /// Where the environment's site is: its declared `url` when that is a path, else
     /// `/env/<project>/<environment>/`.
-    async fn site_path(&self, tx: &mut Tx) -> anyhow::Result<String> {
+    pub(super) async fn site_path(&self, tx: &mut Tx) -> anyhow::Result<String> {
         let env =
             environment::find(tx, &self.deployment.project, &self.deployment.environment).await?;
         Ok(domain::site::path_for(
@@ -180,7 +181,7 @@ impl StageCtx<'_> {
 
     /// Runs the stage's jobs as a run of the CI engine: starts it the first time, then waits
     /// for its outcome. Returns Some(tx) once the run succeeded.
-    async fn job_step(
+    pub(super) async fn job_step(
         &self,
         mut tx: Tx,
         plan: &domain::run::plan::PlannedStage,
@@ -207,6 +208,7 @@ impl StageCtx<'_> {
                 )
                 .await?;
                 tx.commit().await?;
+                super::crash_point("jobs");
                 Ok(Err(Next::Wait))
             }
             Some((_, state, _)) if !state.is_finished() => Ok(Err(Next::Wait)),
@@ -379,7 +381,7 @@ impl StageCtx<'_> {
     /// A step that touches the world, done once: recorded as started (committed), done outside
     /// the lock, recorded as finished. Returns Some(tx) (a fresh transaction, deployment locked)
     /// when it is done, None when the stage failed (it is saved) or the lease was lost.
-    async fn world_step<F, Fut>(
+    pub(super) async fn world_step<F, Fut>(
         &self,
         mut tx: Tx,
         name: &str,
@@ -396,6 +398,7 @@ impl StageCtx<'_> {
         store::step_started(&mut tx, self.stage.id, name, json!({}), now).await?;
         tx.commit().await?;
         let result = work().await;
+        super::crash_point(name);
         let now = self.now();
         let mut tx = self.deployer.portal.pool.begin().await?;
         store::lock(&mut tx, self.deployment.id).await?;

@@ -11,7 +11,7 @@ use domain::deployment::store::Locked;
 use domain::environment::{self, EnvironmentId};
 use domain::portal::Portal;
 use domain::run::artifacts::ArtifactStore;
-use domain::site;
+use domain::site::{self, SiteVersionId};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -155,8 +155,7 @@ impl World {
         artifacts: &[String],
         config: serde_json::Value,
     ) -> anyhow::Result<serde_json::Value> {
-        let sites = self
-            .sites
+        self.sites
             .as_ref()
             .context("this server does not serve environments' sites")?;
         let environment = EnvironmentId(deployment.environment_id);
@@ -171,21 +170,41 @@ impl World {
         )
         .await?;
         tx.commit().await?;
-        // The bytes are checked against their sha256 before anything goes live.
+        let mut switched = self.switch_site(portal, deployment, version).await?;
+        switched["artifacts"] = json!(artifacts);
+        Ok(switched)
+    }
+
+    /// Points the environment at site `version` (with its config.json): its bytes are checked
+    /// against their sha256 on this replica first, then the pointer moves with its audit entry
+    /// in one transaction, and every replica follows on NOTIFY. Idempotent: switching to what
+    /// is served already moves nothing.
+    pub async fn switch_site(
+        &self,
+        portal: &Portal,
+        deployment: &Locked,
+        version: SiteVersionId,
+    ) -> anyhow::Result<serde_json::Value> {
+        let sites = self
+            .sites
+            .as_ref()
+            .context("this server does not serve environments' sites")?;
+        let environment = EnvironmentId(deployment.environment_id);
         sites.materialise(version).await?;
         let by = format!("deployment #{}", deployment.number);
         let mut tx = portal.pool.begin().await?;
         let previous = site::switch(&mut tx, environment, version, &by).await?;
-        AuditRecord::new(Actor::system(), "site.switched", &Origin::default())
-            .target(format!("{}/{}", deployment.project, deployment.environment))
-            .details(json!({
-                "release": deployment.version,
-                "deployment": deployment.number,
-                "changes": { "site_version": { "before": previous.map(|p| p.to_string()), "after": version.to_string() } },
-                "artifacts": artifacts,
-            }))
-            .write(&mut *tx)
-            .await?;
+        if previous != Some(version) {
+            AuditRecord::new(Actor::system(), "site.switched", &Origin::default())
+                .target(format!("{}/{}", deployment.project, deployment.environment))
+                .details(json!({
+                    "release": deployment.version,
+                    "deployment": deployment.number,
+                    "changes": { "site_version": { "before": previous.map(|p| p.to_string()), "after": version.to_string() } },
+                }))
+                .write(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         if !sites
             .wait_for(environment, version, Duration::from_secs(10))
@@ -196,8 +215,149 @@ impl World {
         Ok(json!({
             "site_version": version.to_string(),
             "previous": previous.map(|p| p.to_string()),
-            "artifacts": artifacts,
         }))
+    }
+}
+
+impl World {
+    /// The migrations of the run's `artifact` (a `db-schema`); none when there is no artifact.
+    async fn release_migrations(
+        &self,
+        portal: &Portal,
+        databases: &EnvironmentDatabases<ArtifactStore>,
+        release_id: uuid::Uuid,
+        artifact: Option<&str>,
+    ) -> anyhow::Result<Vec<domain::envdb::Migration>> {
+        let Some(artifact) = artifact else {
+            return Ok(Vec::new());
+        };
+        let key = sqlx::query_scalar!(
+            "select a.storage_key from artifact a join release r on r.run_id = a.run_id
+             where r.release_id = $1 and a.name = $2",
+            release_id,
+            artifact
+        )
+        .fetch_optional(&portal.pool)
+        .await?;
+        match key {
+            Some(key) => Ok(databases.read_release_migrations(&key).await?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// What [`World::roll_back_database`] would do for `plan` now, in words, with what was
+    /// written since the deploy (changes nothing).
+    pub async fn preview_database(
+        &self,
+        portal: &Portal,
+        env: &environment::Environment,
+        plan: &domain::deployment::rollback::RollbackPlan,
+    ) -> anyhow::Result<String> {
+        let step = &plan.database;
+        let Some(target) = env.database.clone() else {
+            return Ok("nothing: the environment declares no database".into());
+        };
+        let databases = self
+            .databases
+            .as_ref()
+            .context("this server has no PostgreSQL server for environment databases")?;
+        let mut conn = portal.pool.acquire().await?;
+        let backup = match step.backup {
+            Some(id) => domain::envdb::backup::find(&mut conn, domain::envdb::BackupId(id)).await?,
+            None => None,
+        };
+        let releases = sqlx::query!(
+            "select (select release_id from release where project_id = e.project_id and version = $2) as from_release,
+                    (select release_id from release where project_id = e.project_id and version = $3) as to_release
+             from environment e where e.environment_id = $1",
+            env.id.0,
+            plan.from_version,
+            plan.to_version
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        drop(conn);
+        let (Some(from), Some(to)) = (releases.from_release, releases.to_release) else {
+            anyhow::bail!("the releases of the rollback are gone");
+        };
+        let current = self
+            .release_migrations(portal, databases, from, step.artifact.as_deref())
+            .await?;
+        let wanted = self
+            .release_migrations(portal, databases, to, step.target_artifact.as_deref())
+            .await?;
+        let db = databases.resolve(&target)?;
+        let preview = databases
+            .plan_schema_rollback(crate::envdb::PlanSchemaRollback {
+                db: &db,
+                target: &wanted,
+                current: &current,
+                backup: backup.as_ref(),
+                restore_database: step.restore,
+            })
+            .await?;
+        Ok(format!(
+            "{}; {}",
+            preview.plan.describe(),
+            preview.written_since_deploy()
+        ))
+    }
+
+    /// A rollback's database step: by `rollback.restore_database`, nothing (no migration came
+    /// since the target release), or a safety dump then the down scripts or the backup taken
+    /// before the deploy (`crate::envdb::rollback`). Idempotent: a retry reuses the safety dump
+    /// and finds nothing left to undo.
+    pub async fn roll_back_database(
+        &self,
+        portal: &Portal,
+        rollback: &Locked,
+        step: &domain::deployment::rollback::DatabaseStep,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut conn = portal.pool.acquire().await?;
+        let env = environment::find(&mut conn, &rollback.project, &rollback.environment).await?;
+        let Some(target) = env.database.clone() else {
+            return Ok(json!({ "left_alone": "the environment declares no database" }));
+        };
+        let databases = self
+            .databases
+            .as_ref()
+            .context("this server has no PostgreSQL server for environment databases")?;
+        let backup = match step.backup {
+            Some(id) => domain::envdb::backup::find(&mut conn, domain::envdb::BackupId(id)).await?,
+            None => None,
+        };
+        drop(conn);
+        let from_release = rollback
+            .from_release_id
+            .context("a rollback records the release it rolls back")?;
+        let current = self
+            .release_migrations(portal, databases, from_release, step.artifact.as_deref())
+            .await?;
+        let wanted = self
+            .release_migrations(
+                portal,
+                databases,
+                rollback.release_id,
+                step.target_artifact.as_deref(),
+            )
+            .await?;
+        let db = databases.resolve(&target)?;
+        databases.ensure_exists(&db).await?;
+        let done = databases
+            .roll_back_schema(
+                &portal.pool,
+                crate::envdb::RollBackSchema {
+                    environment: env.id,
+                    rollback_deployment: rollback.id.0,
+                    db: &db,
+                    target: &wanted,
+                    current: &current,
+                    backup: backup.as_ref(),
+                    restore_database: step.restore,
+                },
+            )
+            .await?;
+        Ok(serde_json::to_value(&done)?)
     }
 }
 

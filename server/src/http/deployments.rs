@@ -15,6 +15,7 @@ use domain::access::Access;
 use domain::audit::Actor;
 use domain::auth::{Caller, Principal, Scope};
 use domain::deployment::decide::{Decision, decide};
+use domain::deployment::rollback::{Cause, RollbackRequest, roll_back};
 use domain::deployment::store::{PromoteRequest, Promoted, ReleaseChoice, promote};
 use domain::deployment::{DeploymentError, DeploymentTrigger};
 use domain::environment::Acting;
@@ -37,6 +38,11 @@ pub fn routes(routes: Routes) -> Routes {
             "/api/v1/projects/{project}/deployments/{number}/stages/{stage}/decisions",
             DEPLOYERS,
             decide_stage,
+        )
+        .post(
+            "/api/v1/projects/{project}/environments/{environment}/rollbacks",
+            DEPLOYERS,
+            start_rollback,
         )
 }
 
@@ -70,6 +76,26 @@ impl From<DeploymentError> for ApiError {
     }
 }
 
+/// The `Idempotency-Key` header, checked.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let key = headers
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str().map(str::to_string).map_err(|_| {
+                ApiError::BadRequest("the Idempotency-Key header must be plain text".into())
+            })
+        })
+        .transpose()?;
+    if let Some(key) = &key
+        && (key.is_empty() || key.len() > 200)
+    {
+        return Err(ApiError::BadRequest(
+            "the Idempotency-Key header must be 1 to 200 characters".into(),
+        ));
+    }
+    Ok(key)
+}
+
 fn acting(caller: &Caller) -> Result<Acting, ApiError> {
     match caller.principal.as_ref() {
         Some(principal @ (Principal::User(_) | Principal::Token(_) | Principal::Sdk(_))) => {
@@ -96,17 +122,7 @@ async fn start_deployment(
     body: Option<Json<StartDeployment>>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let request = body.map(|Json(b)| b).unwrap_or_default();
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    if let Some(key) = &key
-        && (key.is_empty() || key.len() > 200)
-    {
-        return Err(ApiError::BadRequest(
-            "the Idempotency-Key header must be 1 to 200 characters".into(),
-        ));
-    }
+    let key = idempotency_key(&headers)?;
     let promoted = promote(
         &state.portal.pool,
         &PromoteRequest {
@@ -151,6 +167,64 @@ async fn start_deployment(
             })),
         ),
     })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartRollback {
+    /// The deployment to roll back (its number); default the one running there now.
+    rolls_back: Option<i64>,
+    /// The release to go back to; default the last good one.
+    to: Option<String>,
+}
+
+/// Rolls an environment back. Exactly once: a second request for the same deployment (with or
+/// without the same `Idempotency-Key`) answers 200 with the first one's progress.
+async fn start_rollback(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((project, environment)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Option<Json<StartRollback>>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let request = body.map(|Json(b)| b).unwrap_or_default();
+    let acting = acting(&caller)?;
+    let rolled = roll_back(
+        &state.portal.pool,
+        &RollbackRequest {
+            project: project.clone(),
+            environment: environment.clone(),
+            rolls_back: request.rolls_back,
+            to: request.to,
+            cause: Cause::Person {
+                name: acting.name().to_string(),
+            },
+            acting,
+            actor: Actor::of(caller.principal.as_ref()),
+            trigger: DeploymentTrigger::Api,
+            idempotency_key: idempotency_key(&headers)?,
+        },
+        &caller.origin,
+        state.portal.clock.now(),
+    )
+    .await?;
+    let number = rolled.deployment.number;
+    Ok((
+        if rolled.deployment.created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(json!({
+            "project": project,
+            "environment": environment,
+            "number": number,
+            "from": rolled.from_version,
+            "to": rolled.to_version,
+            "created": rolled.deployment.created,
+            "progress": format!("/projects/{project}/deployments/{number}"),
+        })),
+    ))
 }
 
 #[derive(Debug, Deserialize)]

@@ -69,6 +69,9 @@ pub struct AppStateParts {
     pub shutdown: CancellationToken,
     /// The secret GitHub signs webhook deliveries with; webhooks are off without one.
     pub webhook_secret: Option<Arc<str>>,
+    /// What a rollback would do to an environment's database (the environment page's confirm
+    /// sheet); none when this server reaches no environment databases.
+    pub database_preview: Option<Arc<dyn domain::deployment::rollback::DatabasePreview>>,
 }
 
 impl AppState {
@@ -143,7 +146,13 @@ pub fn router(state: AppState) -> Router {
     let sdk_routes = sdk::router(state.clone());
     let site_routes = crate::sites::router(state.clone());
     let portal = state.portal.clone();
-    let context = move || provide_context(portal.clone());
+    let database_preview = state.database_preview.clone();
+    let context = move || {
+        provide_context(portal.clone());
+        if let Some(preview) = &database_preview {
+            provide_context(preview.clone());
+        }
+    };
     let options = state.leptos_options.clone();
     let app_shell = move || shell(options.clone());
     api_routes()

@@ -14,6 +14,7 @@ mod live;
 mod overview;
 mod people;
 mod refusals;
+mod rollbacks;
 mod runs;
 mod schedules;
 mod schema_rollback;
