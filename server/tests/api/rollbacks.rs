@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-const ROLL: &str = r#"
+pub const ROLL: &str = r#"
 project:
   name: Roll
   key: roll
@@ -97,6 +97,8 @@ pub struct Shipped {
     pub marker: std::path::PathBuf,
     pub v1: String,
     pub v2: String,
+    /// The in-process runner that ran the builds and deploys (cancel it to stop it polling).
+    pub runner: tokio_util::sync::CancellationToken,
 }
 
 pub async fn deployment_state(app: &TestApp, number: i64) -> (String, Option<String>) {
@@ -108,7 +110,7 @@ pub async fn deployment_state(app: &TestApp, number: i64) -> (String, Option<Str
         .unwrap_or(("none".into(), None))
 }
 
-async fn run_main(app: &TestApp) {
+pub async fn run_main(app: &TestApp) {
     let developer = app.person(Role::Developer).await;
     let (status, body) = app
         .api(
@@ -186,7 +188,7 @@ pub async fn ship_two(app: TestApp) -> Shipped {
     .unwrap();
     commit(&dir, "Notes");
     app.load_project(&definition(false), &dir).await;
-    app.runner("test-runner", &["linux"]).await;
+    let runner = app.runner("test-runner", &["linux"]).await;
     app.add_user("rm1", Role::ReleaseManager).await;
     app.add_user("rm2", Role::ReleaseManager).await;
     run_main(&app).await;
@@ -217,6 +219,7 @@ pub async fn ship_two(app: TestApp) -> Shipped {
         marker,
         v1,
         v2,
+        runner,
     }
 }
 
@@ -234,7 +237,7 @@ async fn page(app: &TestApp, path: &str) -> String {
         .unwrap()
 }
 
-async fn flag_state_sha(app: &TestApp, version: Option<i64>) -> String {
+pub async fn flag_state_sha(app: &TestApp, version: Option<i64>) -> String {
     sqlx::query_scalar(
         "select s.sha256 from flag_snapshot s join environment e using (environment_id)
          where e.name = 'prod' and ($1::bigint is null or s.version = $1)
