@@ -532,6 +532,28 @@ pub async fn claim(
     Ok(ids.into_iter().map(DeploymentId).collect())
 }
 
+/// Extends `driver`'s lease on the deployment to `until`, while it still is the driver: how a
+/// replica keeps a deployment through a step that outlasts the lease (a big database's dump or
+/// restore), since its deployer renews leases only between steps. Returns whether it still
+/// drives it (another replica may have taken it over after the lease ran out).
+pub async fn renew(
+    conn: &mut PgConnection,
+    deployment: DeploymentId,
+    driver: Uuid,
+    until: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let renewed = sqlx::query!(
+        "update deployment set lease_expires_at = greatest(lease_expires_at, $3)
+         where deployment_id = $1 and driver = $2",
+        deployment.0,
+        driver,
+        until
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(renewed.rows_affected() == 1)
+}
+
 /// Whether `driver` still holds the deployment's lease (checked with the row locked, before
 /// each step that changes the world).
 pub async fn holds(

@@ -28,7 +28,8 @@ use uuid::Uuid;
 
 /// How often deployments are looked at when nothing wakes the deployer sooner.
 const TICK: Duration = Duration::from_secs(1);
-/// How long a claim lasts without renewal (renewed every tick while the replica lives).
+/// How long a claim lasts without renewal (renewed every tick while the replica lives, and every
+/// tick of a step that touches the world while it works).
 const LEASE_SECS: i64 = 30;
 /// Deployments one replica drives at once.
 const BATCH: i64 = 16;

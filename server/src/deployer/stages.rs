@@ -397,7 +397,7 @@ impl StageCtx<'_> {
         let now = self.now();
         store::step_started(&mut tx, self.stage.id, name, json!({}), now).await?;
         tx.commit().await?;
-        let result = work().await;
+        let result = self.renewing_lease(work()).await;
         super::crash_point(name);
         let now = self.now();
         let mut tx = self.deployer.portal.pool.begin().await?;
@@ -424,6 +424,35 @@ impl StageCtx<'_> {
                 .await?;
                 self.fail(tx, format!("{name}: {reason}")).await?;
                 Ok(None)
+            }
+        }
+    }
+
+    /// Waits for a world step's work while renewing this replica's lease every tick: the
+    /// deployer's own renewal (its claim) waits for the step, and a step that outlasted the
+    /// lease would otherwise be taken over and done a second time beside it by another replica,
+    /// or redone by this one once it found its lease gone.
+    async fn renewing_lease<T>(&self, work: impl std::future::Future<Output = T>) -> T {
+        tokio::pin!(work);
+        // The lease was renewed when the deployment was claimed: the first renewal is a tick on.
+        let mut beat =
+            tokio::time::interval_at(tokio::time::Instant::now() + super::TICK, super::TICK);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                result = &mut work => return result,
+                _ = beat.tick() => {
+                    let until = self.now() + chrono::Duration::seconds(super::LEASE_SECS);
+                    let renewed = match self.deployer.portal.pool.acquire().await {
+                        Ok(mut conn) => {
+                            store::renew(&mut conn, self.deployment.id, self.deployer.driver, until).await
+                        }
+                        Err(error) => Err(error),
+                    };
+                    if let Err(error) = renewed {
+                        tracing::warn!(deployment = %self.deployment.id, %error, "could not renew the lease during a step");
+                    }
+                }
             }
         }
     }

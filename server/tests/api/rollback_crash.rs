@@ -13,7 +13,10 @@
 
 use crate::deployments::until;
 use crate::helpers::{PASSWORD, TestApp, fresh_database, url_of};
-use crate::rollbacks::{deployment_state, env_db, flag_state_sha, rows_in_safety_dump, ship_two};
+use crate::rollbacks::{
+    deployment_state, env_db, flag_state_sha, rows_in_safety_dump, ship_two, wait_deployment,
+};
+use domain::clock::Clock;
 use domain::run::artifacts::LocalDisk;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -392,4 +395,86 @@ async fn a_rollback_killed_after_any_step_is_resumed_once_by_two_replicas_and_en
         crash_after("database", false),
     ])
     .await;
+}
+
+/// A step that outlasts the deployment's lease (30 s) keeps it: the replica renews its lease
+/// while the step works, so no other replica takes the rollback over and does the step a second
+/// time beside it (and the replica itself does not redo it after finding its lease gone). The
+/// database step is held up by a lock on the table its safety dump must read, while the clocks
+/// of both replicas move 40 s, 10 s at a time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_longer_than_the_lease_keeps_it_and_runs_once() {
+    let shipped = ship_two(TestApp::spawn_empty().await).await;
+    let a = &shipped.app;
+    let b = TestApp::spawn_storing(a.options.clone(), a.artifacts.clone()).await;
+    let db = env_db(&shipped).await;
+    sqlx::query("insert into note (body) values ('a')")
+        .execute(&db)
+        .await
+        .unwrap();
+    // pg_dump waits for this lock: the database step goes on until the test lets it.
+    let mut holder = db.begin().await.unwrap();
+    sqlx::query("lock table tag in access exclusive mode")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let rm1 = a.sign_in("rm1").await;
+    let (status, body) = a
+        .api(
+            &rm1,
+            reqwest::Method::POST,
+            "/api/v1/projects/roll/environments/prod/rollbacks",
+            Some(json!({ "rolls_back": 2 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    until("the database step starts", || async {
+        steps(a).await.last() == Some(&("database".into(), "started".into()))
+    })
+    .await;
+    let lease = || async {
+        sqlx::query_as::<_, (uuid::Uuid, chrono::DateTime<chrono::Utc>)>(
+            "select driver, lease_expires_at from deployment where number = 3",
+        )
+        .fetch_one(&a.pool)
+        .await
+        .unwrap()
+    };
+    let (driver, _) = lease().await;
+    for _ in 0..4 {
+        a.clock.advance(chrono::Duration::seconds(10));
+        b.clock.advance(chrono::Duration::seconds(10));
+        let now = a.clock.now().max(b.clock.now());
+        until("the lease is renewed while the step works", || async {
+            lease().await.1 > now + chrono::Duration::seconds(20)
+        })
+        .await;
+        assert_eq!(
+            lease().await.0,
+            driver,
+            "nobody else took the rollback over"
+        );
+        assert_eq!(
+            steps(a).await.last(),
+            Some(&("database".into(), "started".into()))
+        );
+    }
+    holder.rollback().await.unwrap();
+    wait_deployment(a, 3).await;
+    let (reused, plan): (Option<bool>, Option<String>) = sqlx::query_as(
+        "select (st.detail->>'safety_dump_reused')::boolean, st.detail->'plan'->>'action'
+         from deployment_step st join deployment_stage s using (deployment_stage_id)
+         join deployment d using (deployment_id) where d.number = 3 and st.name = 'database'",
+    )
+    .fetch_one(&a.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (reused, plan.as_deref()),
+        (Some(false), Some("down_scripts")),
+        "the database step ran once"
+    );
+    assert_eq!(a.audit_count("deployment.rolled_back").await, 1);
+    assert_eq!(rows_in_safety_dump(a, 3, "note").await, 1);
+    db.close().await;
 }
