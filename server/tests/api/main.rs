@@ -14,6 +14,7 @@ mod live;
 mod overview;
 mod people;
 mod refusals;
+mod rollback_bench;
 mod rollback_crash;
 mod rollbacks;
 mod runs;
