@@ -16,6 +16,7 @@ use crate::components::Layout;
 use domain::people::Me;
 use leptos::prelude::*;
 use leptos_meta::{HashedStylesheet, MetaTags, Title, provide_meta_context};
+use leptos_router::SsrMode;
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::path;
 
@@ -62,8 +63,10 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/projects/:project/runs/:number/jobs/:job") view=|| view! { <Layout><pages::JobPage /></Layout> } />
                 <Route path=path!("/projects/:project/releases") view=|| view! { <Layout><pages::ReleasesPage /></Layout> } />
                 <Route path=path!("/projects/:project/releases/:version") view=|| view! { <Layout><pages::ReleasePage /></Layout> } />
-                <Route path=path!("/projects/:project/deployments/:number") view=|| view! { <Layout><pages::DeploymentPage /></Layout> } />
-                <Route path=path!("/projects/:project/environments/:environment") view=|| view! { <Layout><pages::EnvironmentPage /></Layout> } />
+                // On-call's pages: rendered whole on the server (their data blocks the stream), so a
+                // phone can roll back and follow it before the wasm arrives, or without JavaScript.
+                <Route path=path!("/projects/:project/deployments/:number") view=|| view! { <Layout><pages::DeploymentPage /></Layout> } ssr=SsrMode::PartiallyBlocked />
+                <Route path=path!("/projects/:project/environments/:environment") view=|| view! { <Layout><pages::EnvironmentPage /></Layout> } ssr=SsrMode::PartiallyBlocked />
                 <Route path=path!("/inbox") view=|| view! { <Layout><pages::InboxPage /></Layout> } />
             </Routes>
         </Router>

@@ -172,9 +172,12 @@ pub struct ChecklistItem {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepView {
     pub name: String,
+    /// started, done, failed; or pending (planned, not begun) and not-needed.
     pub state: String,
+    /// What the step does, in words (a rollback's planned steps).
+    pub what: Option<String>,
     pub detail: String,
-    pub started_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
 }
 

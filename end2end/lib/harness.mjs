@@ -112,12 +112,15 @@ function title(name) {
   return name.charAt(0).toUpperCase() + name.slice(1);
 }
 
-export async function launchBrowser() {
+/** A headless Chromium; `{ javaScript: false }` for one that runs no scripts (what a page must
+ * still do before its wasm arrives), `viewport` for its first pages' size. */
+export async function launchBrowser({ javaScript = true, viewport = DESKTOP } = {}) {
   const profile = temporaryDir('flightdeck-chromium-');
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: '/usr/bin/chromium',
     headless: true,
-    viewport: DESKTOP,
+    viewport,
+    javaScriptEnabled: javaScript,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });

@@ -16,7 +16,7 @@ pub fn DeploymentPage() -> impl IntoView {
     let number = param("number");
     let changes = use_live_changes();
     let decide = ServerAction::<DecideStage>::new();
-    let deployment = Resource::new(
+    let deployment = Resource::new_blocking(
         move || (project(), number(), changes.get(), decide.version().get()),
         |(p, n, _, _)| get_deployment(p, n.parse().unwrap_or_default()),
     );
@@ -45,18 +45,32 @@ fn DeploymentBody(detail: DeploymentDetail, decide: ServerAction<DecideStage>) -
         ..
     } = detail;
     let number = summary.number;
+    // Without JavaScript the page cannot follow along live: it reloads itself until the end
+    // (a phone that tapped Roll back before the wasm arrived still sees each step).
+    let reload = (!summary.state.is_finished()).then(
+        || view! { <noscript inner_html=r#"<meta http-equiv="refresh" content="2">"#></noscript> },
+    );
     view! {
+        {reload}
         <section class="run-head">
             <div>
                 <p class="crumbs">
                     <a href=format!("/projects/{project}/environments/{}", summary.environment)>{summary.environment.clone()}</a>
                     " / deployment #"{number}
                 </p>
-                <h1><StatePill state=summary.state />" "{summary.version.clone()}" to "{summary.environment.clone()}</h1>
+                <h1>
+                    <StatePill state=summary.state />" "
+                    {if summary.kind == "rollback" {
+                        format!("Rollback of {} to {}", summary.environment, summary.version)
+                    } else {
+                        format!("{} to {}", summary.version, summary.environment)
+                    }}
+                </h1>
                 <p class="muted">
                     {summary.from_version.clone().map(|f| format!("from {f} · ")).unwrap_or_default()}
                     "release "<a href=format!("/projects/{project}/releases/{}", summary.version)>{summary.version.clone()}</a>
-                    " · "{summary.trigger.clone()}" by "{summary.triggered_by.clone()}" · "{format_time(summary.created_at)}
+                    " · "{summary.cause.clone().unwrap_or_else(|| format!("{} by {}", summary.trigger, summary.triggered_by))}
+                    " · "{format_time(summary.created_at)}
                 </p>
                 {summary.reason.clone().map(|r| view! { <p class="deployment-reason">{r}</p> })}
                 {site_url.map(|u| view! { <p class="small"><a href=u.clone() rel="noopener">"Open "{summary.environment.clone()}</a></p> })}
@@ -152,7 +166,11 @@ fn StageCard(
                 <h3>{title}</h3>
                 <StatePill state />
             </header>
-            <p class="small muted">{kind.clone()}": "{summary}{took.map(|t| format!(" · {t}"))}</p>
+            // A rollback's steps below say what it does, one by one.
+            <p class="small muted">
+                {if kind == "rollback" { kind.clone() } else { format!("{kind}: {summary}") }}
+                {took.map(|t| format!(" · {t}"))}
+            </p>
             {reason.map(|r| view! { <p class="stage-reason">{r}</p> })}
             {run_number.map(|n| view! { <p class="small"><a href=format!("/projects/{project}/runs/{n}")>"Run #"{n}</a></p> })}
             {(!checklist.is_empty()).then(|| {
@@ -192,9 +210,15 @@ fn StageCard(
             {(!steps.is_empty()).then(|| view! {
                 <ul class="steps small">
                     {steps.into_iter().map(|s| view! {
-                        <li data-step=s.name.clone()><strong>{s.name.clone()}</strong>" "{s.state.clone()}
-                            {(!s.detail.is_empty()).then(|| format!(": {}", s.detail))}
-                            <span class="muted">" · "{format_time(s.started_at)}</span></li>
+                        <li class="step" data-step=s.name.clone() data-state=s.state.clone()>
+                            <span class="step-mark" aria-hidden="true">{step_mark(&s.state)}</span>
+                            <div class="step-body">
+                                <strong>{s.what.clone().unwrap_or_else(|| s.name.clone())}</strong>
+                                " "<span class="step-state">{step_word(&s.state)}</span>
+                                {(!s.detail.is_empty()).then(|| view! { <div class="step-detail">{s.detail.clone()}</div> })}
+                                {s.started_at.map(|at| view! { <div class="muted step-time">{format_time(at)}</div> })}
+                            </div>
+                        </li>
                     }).collect_view()}
                 </ul>
             })}
@@ -210,6 +234,26 @@ fn StageCard(
             })}
             <div class="stage-actions">{action_forms}</div>
         </li>
+    }
+}
+
+fn step_mark(state: &str) -> &'static str {
+    match state {
+        "done" => "✓",
+        "failed" => "✗",
+        "started" => "…",
+        "not-needed" => "–",
+        _ => "○",
+    }
+}
+
+fn step_word(state: &str) -> &'static str {
+    match state {
+        "done" => "done",
+        "failed" => "failed",
+        "started" => "under way",
+        "not-needed" => "not needed",
+        _ => "waiting",
     }
 }
 

@@ -14,7 +14,7 @@ pub fn EnvironmentPage() -> impl IntoView {
     let project = param("project");
     let environment = param("environment");
     let changes = use_live_changes();
-    let view_data = Resource::new(
+    let view_data = Resource::new_blocking(
         move || (project(), environment(), changes.get()),
         |(p, e, _)| get_environment(p, e),
     );

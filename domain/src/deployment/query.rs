@@ -176,8 +176,9 @@ pub async fn detail(
             .push(StepView {
                 name: s.name,
                 state: s.state,
+                what: None,
                 detail: step_detail(&s.detail),
-                started_at: s.started_at,
+                started_at: Some(s.started_at),
                 finished_at: s.finished_at,
             });
     }
@@ -218,7 +219,12 @@ pub async fn detail(
             started_at: stage.record.started_at,
             finished_at: stage.record.finished_at,
             run_number: runs.get(&stage.id).copied(),
-            steps: steps.remove(&stage.id).unwrap_or_default(),
+            steps: match &stage.spec {
+                StageSpec::Rollback { plan } => {
+                    rollback_steps(plan, steps.remove(&stage.id).unwrap_or_default())
+                }
+                _ => steps.remove(&stage.id).unwrap_or_default(),
+            },
             decisions: stage_decisions,
             actions,
         });
@@ -295,11 +301,46 @@ async fn decisions_of(
 }
 
 /// A step's detail in words: its `message`, `error` or the whole JSON.
+/// A rollback's steps in their order, each with what it does and how far it got (a step its
+/// plan does not need is `not-needed`; one not begun yet is `pending`).
+fn rollback_steps(plan: &super::rollback::RollbackPlan, recorded: Vec<StepView>) -> Vec<StepView> {
+    let mut recorded: HashMap<String, StepView> =
+        recorded.into_iter().map(|s| (s.name.clone(), s)).collect();
+    plan.steps()
+        .into_iter()
+        .map(|(name, what)| {
+            let needed = match name {
+                super::rollback::STEP_FLAGS => plan.flag_snapshot.is_some(),
+                super::rollback::STEP_SITE => plan.site_version.is_some(),
+                super::rollback::STEP_JOB => plan.job.is_some(),
+                _ => true,
+            };
+            match recorded.remove(name) {
+                Some(step) => StepView {
+                    what: Some(what),
+                    ..step
+                },
+                None => StepView {
+                    name: name.to_string(),
+                    state: if needed { "pending" } else { "not-needed" }.to_string(),
+                    what: Some(what),
+                    detail: String::new(),
+                    started_at: None,
+                    finished_at: None,
+                },
+            }
+        })
+        .collect()
+}
+
 fn step_detail(detail: &serde_json::Value) -> String {
     for key in ["message", "error", "summary"] {
         if let Some(text) = detail.get(key).and_then(|v| v.as_str()) {
             return text.to_string();
         }
+    }
+    if let Some(run) = detail.get("run").and_then(|v| v.as_i64()) {
+        return format!("run #{run}");
     }
     match detail {
         serde_json::Value::Object(map) if map.is_empty() => String::new(),

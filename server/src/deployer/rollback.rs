@@ -153,13 +153,19 @@ async fn restore_flags(
             version: made,
             changes,
             ..
-        } => json!({ "restored": version, "snapshot": made, "changes": changes.len() }),
-        domain::flags::snapshot::Restored::AlreadyCurrent { version: made, .. } => {
-            json!({ "restored": version, "snapshot": made, "changes": 0 })
-        }
-        domain::flags::snapshot::Restored::Replayed { version: made } => {
-            json!({ "restored": version, "snapshot": made, "replayed": true })
-        }
+        } => json!({
+            "restored": version, "snapshot": made, "changes": changes.len(),
+            "summary": format!("snapshot #{version} restored as #{made} ({} {})", changes.len(),
+                if changes.len() == 1 { "change" } else { "changes" }),
+        }),
+        domain::flags::snapshot::Restored::AlreadyCurrent { version: made, .. } => json!({
+            "restored": version, "snapshot": made, "changes": 0,
+            "summary": format!("the flags were already as in snapshot #{version}"),
+        }),
+        domain::flags::snapshot::Restored::Replayed { version: made } => json!({
+            "restored": version, "snapshot": made, "replayed": true,
+            "summary": format!("snapshot #{version} restored as #{made}"),
+        }),
     })
 }
 

@@ -215,6 +215,7 @@ impl World {
         Ok(json!({
             "site_version": version.to_string(),
             "previous": previous.map(|p| p.to_string()),
+            "summary": format!("{} serves {}", deployment.environment, deployment.version),
         }))
     }
 }
@@ -316,7 +317,7 @@ impl World {
         let mut conn = portal.pool.acquire().await?;
         let env = environment::find(&mut conn, &rollback.project, &rollback.environment).await?;
         let Some(target) = env.database.clone() else {
-            return Ok(json!({ "left_alone": "the environment declares no database" }));
+            return Ok(json!({ "summary": "nothing: the environment declares no database" }));
         };
         let databases = self
             .databases
@@ -357,7 +358,18 @@ impl World {
                 },
             )
             .await?;
-        Ok(serde_json::to_value(&done)?)
+        let mut outcome = serde_json::to_value(&done)?;
+        let kept = done
+            .safety_dump
+            .as_ref()
+            .map(|dump| format!("; safety dump {} keeps it", dump.short_sha()))
+            .unwrap_or_default();
+        outcome["summary"] = json!(format!(
+            "{}; {}{kept}",
+            done.plan.describe(),
+            done.written_since_deploy()
+        ));
+        Ok(outcome)
     }
 }
 

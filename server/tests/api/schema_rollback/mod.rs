@@ -68,14 +68,19 @@ pub(super) async fn versions(app: &mut PgConnection) -> Vec<i32> {
         .collect()
 }
 
-/// A rollback deployment row (the safety dump is recorded under it).
+/// A rollback deployment row (the safety dump is recorded under it), rolling back a deploy.
 pub(super) async fn rollback_deployment(setup: &Setup) -> Uuid {
-    deployment(setup, "rollback").await
+    let rolled = deployment(setup, "deploy").await;
+    insert_deployment(setup, "rollback", Some(rolled)).await
 }
 
 /// A deployment row of `kind`: a run, a release and a deployment in the sample's staging
 /// environment.
 pub(super) async fn deployment(setup: &Setup, kind: &str) -> Uuid {
+    insert_deployment(setup, kind, None).await
+}
+
+async fn insert_deployment(setup: &Setup, kind: &str, rolls_back: Option<Uuid>) -> Uuid {
     sqlx::query_scalar(
         r#"with env as (select project_id from environment where environment_id = $1),
            r as (insert into run (project_id, number, state, definition_version_id, trigger,
@@ -91,12 +96,13 @@ pub(super) async fn deployment(setup: &Setup, kind: &str) -> Uuid {
                    select project_id, run_id, number, 'v' || number, repeat('a', 40), 'main', 'test', 'test', now()
                    from r returning release_id, project_id, number)
            insert into deployment (project_id, environment_id, number, kind, release_id, state,
-               trigger, triggered_by, created_at)
-           select project_id, $1, number, $2, release_id, 'succeeded', 'manual', 'test', now()
+               trigger, triggered_by, created_at, rolls_back_id)
+           select project_id, $1, number, $2, release_id, 'succeeded', 'manual', 'test', now(), $3
            from rel returning deployment_id"#,
     )
     .bind(setup.staging.0)
     .bind(kind)
+    .bind(rolls_back)
     .fetch_one(&setup.pool)
     .await
     .unwrap()
