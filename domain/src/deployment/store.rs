@@ -661,12 +661,23 @@ pub async fn set_outcome(
     Ok(())
 }
 
-/// Marks the release as running in the environment (its deploy stage succeeded).
+/// Marks the release as running in the environment (its deploy stage, or a rollback to it,
+/// succeeded), recording on the deployment the flag snapshot the environment runs with now (what
+/// a later rollback to this release restores). Returns that snapshot's version.
 pub async fn make_current(
     conn: &mut PgConnection,
     deployment: &Locked,
     now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
+) -> Result<Option<i64>, sqlx::Error> {
+    let snapshot = sqlx::query_scalar!(
+        "update deployment set flag_snapshot_version =
+             (select max(version) from flag_snapshot where environment_id = $2)
+         where deployment_id = $1 returning flag_snapshot_version",
+        deployment.id.0,
+        deployment.environment_id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     sqlx::query!(
         "update environment set current_release_id = $2, current_release = $3, deployed_at = $4,
                 current_deployment_id = $5
@@ -679,5 +690,5 @@ pub async fn make_current(
     )
     .execute(&mut *conn)
     .await?;
-    Ok(())
+    Ok(snapshot)
 }

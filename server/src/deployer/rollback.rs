@@ -73,26 +73,20 @@ impl StageCtx<'_> {
         let d = &self.deployment;
         let now = self.now();
         let config = match plan.site_version {
-            Some(site) => sqlx::query_scalar!(
-                "select runtime_config from site_version where site_version_id = $1",
-                site
-            )
-            .fetch_one(&mut *tx)
-            .await
-            .ok(),
+            Some(site) => {
+                sqlx::query_scalar!(
+                    "select runtime_config from site_version where site_version_id = $1",
+                    site
+                )
+                .fetch_optional(&mut *tx)
+                .await?
+            }
             None => None,
         };
-        let snapshot = sqlx::query_scalar!(
-            "select max(version) from flag_snapshot where environment_id = $1",
-            d.environment_id
-        )
-        .fetch_one(&mut *tx)
-        .await?;
         sqlx::query!(
-            "update deployment set runtime_config = $2, flag_snapshot_version = $3 where deployment_id = $1",
+            "update deployment set runtime_config = $2 where deployment_id = $1",
             d.id.0,
-            config,
-            snapshot
+            config
         )
         .execute(&mut *tx)
         .await?;
@@ -102,7 +96,7 @@ impl StageCtx<'_> {
         )
         .fetch_all(&mut *tx)
         .await?;
-        store::make_current(&mut tx, d, now).await?;
+        let snapshot = store::make_current(&mut tx, d, now).await?;
         AuditRecord::new(Actor::system(), "deployment.rolled_back", &Origin::default())
             .target(format!("{}/{}#{}", d.project, d.environment, d.number))
             .details(json!({

@@ -328,20 +328,7 @@ impl StageCtx<'_> {
                 None => return Ok(Next::Again),
             };
         }
-        let snapshot = sqlx::query_scalar!(
-            "select max(version) from flag_snapshot where environment_id = $1",
-            d.environment_id
-        )
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query!(
-            "update deployment set flag_snapshot_version = $2 where deployment_id = $1",
-            d.id.0,
-            snapshot
-        )
-        .execute(&mut *tx)
-        .await?;
-        store::make_current(&mut tx, d, now).await?;
+        let snapshot = store::make_current(&mut tx, d, now).await?;
         AuditRecord::new(Actor::system(), "deployment.deployed", &Origin::default())
             .target(format!("{}/{}#{}", d.project, d.environment, d.number))
             .details(json!({

@@ -6,12 +6,11 @@
 
 use crate::deployments::until;
 use crate::helpers::TestApp;
+use crate::rollbacks::git;
 use crate::runs::repository;
 use domain::role::Role;
 use domain::state::RunState;
 use sha2::{Digest, Sha256};
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 const SITE: &str = r#"
@@ -61,20 +60,6 @@ fn index_html() -> String {
         "<!doctype html><title>Site</title><script src=\"{}\"></script>",
         script_name()
     )
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 async fn deployment(app: &TestApp, number: i64) -> (String, Option<String>) {

@@ -14,7 +14,8 @@
 use crate::deployments::until;
 use crate::helpers::{PASSWORD, TestApp, fresh_database, url_of};
 use crate::rollbacks::{
-    deployment_state, env_db, flag_state_sha, rows_in_safety_dump, ship_two, wait_deployment,
+    assert_schema_of_release_1, deployment_state, env_db, flag_state_sha, rows_in_safety_dump,
+    ship_two, wait_deployment,
 };
 use domain::clock::Clock;
 use domain::run::artifacts::LocalDisk;
@@ -333,22 +334,7 @@ async fn crash_after(step: &str, over_rest: bool) {
     .unwrap();
     assert_eq!(restored_from, Some(v1_flags));
     // The schema: release 1's, the notes kept.
-    let versions: Vec<i32> =
-        sqlx::query_scalar("select version from schema_migration order by version")
-            .fetch_all(&db)
-            .await
-            .unwrap();
-    assert_eq!(versions, [1], "crash after {step}");
-    let tag: Option<String> = sqlx::query_scalar("select to_regclass('tag')::text")
-        .fetch_one(&db)
-        .await
-        .unwrap();
-    assert_eq!(tag, None);
-    let notes: i64 = sqlx::query_scalar("select count(*) from note")
-        .fetch_one(&db)
-        .await
-        .unwrap();
-    assert_eq!(notes, 2);
+    assert_schema_of_release_1(&db, &format!("crash after {step}")).await;
     // One safety dump, taken before the down scripts: it holds the tags written after the deploy.
     assert_eq!(
         scalar_i64(

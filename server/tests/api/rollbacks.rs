@@ -136,12 +136,8 @@ pub async fn wait_deployment(app: &TestApp, number: i64) {
         )
     })
     .await;
-    assert_eq!(
-        deployment_state(app, number).await,
-        ("succeeded".into(), deployment_state(app, number).await.1),
-        "deployment #{number}"
-    );
-    assert_eq!(deployment_state(app, number).await.0, "succeeded");
+    let (state, reason) = deployment_state(app, number).await;
+    assert_eq!(state, "succeeded", "deployment #{number}: {reason:?}");
 }
 
 pub async fn version_of(app: &TestApp, number: i64) -> String {
@@ -348,22 +344,7 @@ async fn one_rollback_brings_back_the_site_the_deploy_the_schema_and_the_flags_e
         flag_state_sha(app, Some(v1_flags)).await
     );
     // The schema: release 1's (the down script ran), its rows kept.
-    let versions: Vec<i32> =
-        sqlx::query_scalar("select version from schema_migration order by version")
-            .fetch_all(&db)
-            .await
-            .unwrap();
-    assert_eq!(versions, [1]);
-    let tag: Option<String> = sqlx::query_scalar("select to_regclass('tag')::text")
-        .fetch_one(&db)
-        .await
-        .unwrap();
-    assert_eq!(tag, None);
-    let notes: i64 = sqlx::query_scalar("select count(*) from note")
-        .fetch_one(&db)
-        .await
-        .unwrap();
-    assert_eq!(notes, 2);
+    assert_schema_of_release_1(&db, "after the rollback").await;
     // The environment runs release 1, and says it was a rollback.
     let (current, kind): (String, String) = sqlx::query_as(
         "select e.current_release, d.kind from environment e
@@ -437,4 +418,25 @@ pub async fn rows_in_safety_dump(app: &TestApp, number: i64, table: &str) -> i64
         .await
         .unwrap();
     rows
+}
+
+/// Release 1's schema (release 2's `tag` table undone by its down script), with the two notes
+/// written after the deploy kept.
+pub async fn assert_schema_of_release_1(db: &sqlx::PgPool, context: &str) {
+    let versions: Vec<i32> =
+        sqlx::query_scalar("select version from schema_migration order by version")
+            .fetch_all(db)
+            .await
+            .unwrap();
+    assert_eq!(versions, [1], "{context}");
+    let tag: Option<String> = sqlx::query_scalar("select to_regclass('tag')::text")
+        .fetch_one(db)
+        .await
+        .unwrap();
+    assert_eq!(tag, None, "{context}");
+    let notes: i64 = sqlx::query_scalar("select count(*) from note")
+        .fetch_one(db)
+        .await
+        .unwrap();
+    assert_eq!(notes, 2, "{context}");
 }
