@@ -181,6 +181,15 @@ where
 }
 
 /// A time as every page writes it: in UTC, the same on the server and in the browser.
+/// A file's size as people read it ("4.2 MiB").
+pub fn format_size(bytes: i64) -> String {
+    match bytes {
+        b if b < 1024 => format!("{b} B"),
+        b if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+    }
+}
+
 pub fn format_time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
 }

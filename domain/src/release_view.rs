@@ -158,6 +158,8 @@ pub struct DeploymentStageView {
     pub decisions: Vec<DecisionView>,
     /// What the viewer may do here now.
     pub actions: Vec<StageAction>,
+    /// Why the viewer, who has the role, may not decide here (a gate on their own release).
+    pub why_not: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,6 +215,26 @@ pub struct DeploymentDetail {
     pub runtime_config: Option<serde_json::Value>,
     /// Whether the viewer may cancel it now.
     pub can_cancel: bool,
+    /// The database backups it took (before its migrations; a rollback's safety dump).
+    pub backups: Vec<BackupView>,
+}
+
+/// A database backup as a deployment's page lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupView {
+    /// Why it was taken, in words.
+    pub purpose: String,
+    pub file_name: String,
+    pub database: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub created_at: DateTime<Utc>,
+    /// A safety dump is kept at least until then.
+    pub kept_until: Option<DateTime<Utc>>,
+    /// Each table and its rows when it was taken ("study_session: 45 rows").
+    pub tables: Vec<String>,
+    /// Where to download it; none when the viewer may not.
+    pub download: Option<String>,
 }
 
 /// An environment as its page shows it.
@@ -273,8 +295,8 @@ pub struct InboxItem {
     /// Who approved already, and how many approvals the gate needs.
     pub approvals: Vec<String>,
     pub approvals_needed: u8,
-    /// Whether the viewer may accept or reject it.
-    pub can_decide: bool,
+    /// Why the viewer may not accept or reject it; none when they may.
+    pub why_not: Option<String>,
 }
 
 /// A feature flag a release involves, and why.

@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startPortal, launchBrowser, signIn, hydrated, shot, assertFitsPhone, PHONE } from '../lib/harness.mjs';
@@ -16,6 +16,7 @@ project: { name: Shop, key: shop, description: A small shop for the rollback tes
 environments:
   production:
     protection: { required_approvals: 0, allowed_roles: [developer, release-manager] }
+    database: { name: shop_production }
 rollback:
   manual: { roles: [release-manager] }
 phases:
@@ -27,12 +28,15 @@ phases:
         jobs:
           web:
             steps: ["mkdir -p dist && cp index.html dist/"]
-            artifacts: [{ name: web, path: dist, kind: web }]
+            artifacts:
+              - { name: web, path: dist, kind: web }
+              - { name: db-schema, path: db, kind: db-schema }
       deploy-production:
         title: Deploy to production
         deploy:
           environment: production
           publish: [web]
+          migrate: db-schema
           job: { steps: ["echo deploying $FLIGHTDECK_RELEASE"] }
       feature-flags:
         title: Feature flags
@@ -43,8 +47,8 @@ let portal;
 let browser;
 let repo;
 
-function sql(statement) {
-  return execFileSync('psql', ['-h', join(portal.dataDir, 'postgres', 'run'), '-U', 'flightdeck', '-d', 'flightdeck',
+function sql(statement, database = 'flightdeck') {
+  return execFileSync('psql', ['-h', join(portal.dataDir, 'postgres', 'run'), '-U', 'flightdeck', '-d', database,
     '-v', 'ON_ERROR_STOP=1', '-At', '-c', statement], { encoding: 'utf8' }).trim();
 }
 
@@ -81,12 +85,19 @@ async function site() {
 before(async () => {
   repo = mkdtempSync(join(tmpdir(), 'flightdeck-e2e-repo-'));
   writeFileSync(join(repo, 'flightdeck.yml'), pipeline);
+  mkdirSync(join(repo, 'db'));
+  writeFileSync(join(repo, 'db', '0001_orders.sql'), 'create table orders (id serial primary key, total int not null);');
   execFileSync('git', ['-C', repo, 'init', '-q', '--initial-branch=main']);
   portal = await startPortal({ dev: 'developer', rita: 'release-manager' }, join(repo, 'flightdeck.yml'));
   portal.cli(['project', 'set-repository', 'shop', repo]);
   browser = await launchBrowser();
   await ship('Checkout v1', 1);
+  // Release 2 brings coupons, with a down script that takes them away again.
+  writeFileSync(join(repo, 'db', '0002_coupons.sql'), 'create table coupon (code text primary key, percent int not null);');
+  writeFileSync(join(repo, 'db', '0002_coupons.down.sql'), 'drop table coupon;');
   await ship('Checkout v2', 2);
+  // Customers redeem coupons before anyone notices what is wrong with v2.
+  sql(`insert into orders (total) values (40), (25); insert into coupon values ('WINTER', 10), ('SPRING', 15)`, 'shop_production');
 });
 
 after(async () => {
@@ -134,7 +145,9 @@ test('on a phone with JavaScript off, the on-call release manager rolls producti
     assert.match(steps[0], /flags back to snapshot #\d+/);
     assert.match(steps[1], new RegExp(`site and config.json back to ${v1.replace(/\./g, '\\.')}`));
     assert.match(steps[2], /deploy job .* runs again/);
-    assert.match(steps[3], /^database: nothing: the environment declares no database/);
+    // The database step says what it does and what the safety dump will hold.
+    assert.match(steps[3], /^database: the down script of migration 0002 run, newest first, in one transaction; since the deploy: 2 rows inserted in coupon/);
+    assert.match(steps[3], /first a safety dump keeps the database as it is \(30 days, downloadable from the rollback's page\)$/);
     // (Whether it fits a phone is checked with JavaScript on, below: the check runs a script.)
     await shot(page, 'rollback-confirm-nojs-phone');
     await sheet.getByRole('button', { name: 'Confirm rollback' }).click();
@@ -154,6 +167,19 @@ test('on a phone with JavaScript off, the on-call release manager rolls producti
     const states = await page.locator('[data-step]').evaluateAll((items) => items.map((i) => `${i.dataset.step}=${i.dataset.state}`));
     assert.deepEqual(states, ['flags=done', 'site=done', 'jobs=done', 'database=done']);
     await shot(page, 'rollback-done-nojs-phone');
+    // The coupons written since the deploy are in the safety dump, a tap away.
+    const backup = page.locator('.backup', { hasText: 'safety dump' });
+    await backup.scrollIntoViewIfNeeded();
+    await shot(page, 'rollback-safety-dump-phone');
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      backup.getByRole('link', { name: /^Download shop_production-.*-safety\.dump$/ }).click(),
+    ]);
+    const file = await download.path();
+    const dump = readFileSync(file);
+    assert.equal(dump.subarray(0, 5).toString(), 'PGDMP', 'a pg_dump custom-format file');
+    const listed = execFileSync('pg_restore', ['--list', file], { encoding: 'utf8' });
+    assert.match(listed, /TABLE DATA public coupon/);
   } finally {
     await plain.close();
   }
@@ -161,6 +187,10 @@ test('on a phone with JavaScript off, the on-call release manager rolls producti
   assert.equal(sql(`select current_release from environment where name = 'production'`), v1);
   assert.equal(sql(`select count(*) from deployment where kind = 'rollback'`), '1');
   assert.equal(sql(`select count(*) from audit_event where action = 'deployment.rolled_back'`), '1');
+  assert.equal(sql(`select count(*) from audit_event where action = 'database_backup.downloaded' and outcome = 'ok'`), '1');
+  // Release 1's schema is back: no coupon table, the orders kept.
+  assert.equal(sql(`select to_regclass('public.coupon') is null`, 'shop_production'), 't');
+  assert.equal(sql(`select count(*) from orders`, 'shop_production'), '2');
 });
 
 test('with JavaScript, a double tap on Confirm makes one rollback, whose steps go live to the end', async () => {

@@ -30,6 +30,7 @@ impl From<domain::deployment::DeploymentError> for AppError {
         use domain::environment::EnvironmentError;
         match e {
             E::UnknownProject(_)
+            | E::UnknownBackup { .. }
             | E::UnknownRelease { .. }
             | E::UnknownDeployment { .. }
             | E::UnknownStage { .. } => AppError::NotFound(e.to_string()),

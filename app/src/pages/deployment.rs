@@ -3,10 +3,12 @@
 //! the same rules its use case applies). Live.
 
 use crate::api::releases::{DecideStage, get_deployment};
-use crate::components::{ErrorNotice, StatePill, action_error, format_duration, format_time};
+use crate::components::{
+    ErrorNotice, StatePill, action_error, format_duration, format_size, format_time,
+};
 use crate::live::use_live_changes;
 use crate::pages::releases::param;
-use domain::release_view::{DeploymentDetail, DeploymentStageView, StageAction};
+use domain::release_view::{BackupView, DeploymentDetail, DeploymentStageView, StageAction};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
@@ -42,6 +44,7 @@ fn DeploymentBody(detail: DeploymentDetail, decide: ServerAction<DecideStage>) -
         stages,
         site_url,
         flag_snapshot_version,
+        backups,
         ..
     } = detail;
     let number = summary.number;
@@ -80,6 +83,41 @@ fn DeploymentBody(detail: DeploymentDetail, decide: ServerAction<DecideStage>) -
         <ol class="deployment-stages">
             {stages.into_iter().map(|stage| view! { <StageCard stage project=project.clone() number decide /> }).collect_view()}
         </ol>
+        {(!backups.is_empty()).then(|| view! { <Backups backups /> })}
+    }
+}
+
+/// The database backups the deployment took, each downloadable by those who may roll back.
+#[component]
+fn Backups(backups: Vec<BackupView>) -> impl IntoView {
+    view! {
+        <section class="backups">
+            <h2 class="section-title">"Database backups"</h2>
+            <ul class="backup-list">
+                {backups.into_iter().map(|b| view! {
+                    <li class="backup">
+                        <p><strong>{b.database.clone()}</strong>" · "{b.purpose.clone()}</p>
+                        <p class="small muted">
+                            {format_size(b.size_bytes)}" · "{format_time(b.created_at)}
+                            " · sha256 "<code title=b.sha256.clone()>{b.sha256[..12.min(b.sha256.len())].to_string()}</code>
+                            {b.kept_until.map(|k| format!(" · kept at least until {}", format_time(k)))}
+                        </p>
+                        {(!b.tables.is_empty()).then(|| view! {
+                            <p class="small">"Holds "{b.tables.join(", ")}</p>
+                        })}
+                        {match b.download.clone() {
+                            Some(href) => view! {
+                                <p class="backup-download">
+                                    <a class="button subtle small" href=href download=b.file_name.clone() rel="external">"Download "{b.file_name.clone()}</a>
+                                </p>
+                                <p class="small muted">"Open it with "<code>"pg_restore --list "{b.file_name.clone()}</code>", or restore it into a scratch database with "<code>"pg_restore -d scratch "{b.file_name.clone()}</code>"."</p>
+                            }.into_any(),
+                            None => view! { <p class="small muted">"Those who may roll back this environment can download it."</p> }.into_any(),
+                        }}
+                    </li>
+                }).collect_view()}
+            </ul>
+        </section>
     }
 }
 
@@ -104,6 +142,7 @@ fn StageCard(
         steps,
         decisions,
         actions,
+        why_not,
     } = stage;
     let took = started_at
         .map(|s| format_duration((finished_at.unwrap_or_else(chrono::Utc::now) - s).num_seconds()));
@@ -232,6 +271,7 @@ fn StageCard(
                     }).collect_view()}
                 </ul>
             })}
+            {why_not.map(|why| view! { <p class="small muted why-not">"You cannot decide here: "{why}"."</p> })}
             <div class="stage-actions">{action_forms}</div>
         </li>
     }

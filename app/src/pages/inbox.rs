@@ -57,7 +57,7 @@ fn InboxCard(item: InboxItem, decide: ServerAction<DecideStage>) -> impl IntoVie
         waiting_since,
         approvals,
         approvals_needed,
-        can_decide,
+        why_not,
         ..
     } = item;
     let form = {
@@ -123,15 +123,14 @@ fn InboxCard(item: InboxItem, decide: ServerAction<DecideStage>) -> impl IntoVie
             {(approvals_needed > 1).then(|| view! {
                 <p class="small muted">{approvals.len()}" of "{approvals_needed}" approvals"</p>
             })}
-            {if can_decide {
-                view! {
+            {match why_not {
+                None => view! {
                     <div class="inbox-actions">
                         {form("approve", "Accept", false, "primary")}
                         {form("reject", "Reject", true, "danger")}
                     </div>
-                }.into_any()
-            } else {
-                view! { <p class="small muted">"You cannot decide this one (you deployed it, or approved it already)."</p> }.into_any()
+                }.into_any(),
+                Some(why) => view! { <p class="small muted why-not">"You cannot decide this one: "{why}"."</p> }.into_any(),
             }}
         </article>
     }

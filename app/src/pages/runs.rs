@@ -3,7 +3,7 @@
 use crate::MeResource;
 use crate::api::runs::{CancelRun, Rerun, StartRun, get_run, list_runs};
 use crate::components::{
-    ErrorNotice, StatePill, action_error, format_duration, format_time, urlencode,
+    ErrorNotice, StatePill, action_error, format_duration, format_size, format_time, urlencode,
 };
 use crate::live::use_live_changes;
 use domain::role::RoleSet;
@@ -332,13 +332,5 @@ pub fn ArtifactTable(artifacts: Vec<ArtifactInfo>) -> impl IntoView {
                 </tbody>
             </table>
         </div>
-    }
-}
-
-fn format_size(bytes: i64) -> String {
-    match bytes {
-        b if b < 1024 => format!("{b} B"),
-        b if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
-        b => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
     }
 }

@@ -40,6 +40,7 @@ impl Checker {
             return Some(StageKind::Gate(Gate {
                 role: role?,
                 approvals: u8::try_from(approvals?).ok()?,
+                admins_decide_own_releases: gate.admins_decide_own_releases.unwrap_or(false),
             }));
         }
         if let Some(deploy) = &raw.deploy {

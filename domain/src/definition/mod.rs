@@ -74,7 +74,9 @@
 //!   (pre-commit, commit-msg or pre-push) and `steps` (the commands the hook runs, shown so
 //!   everyone runs the same). `manual:` alone is fine.
 //! - `jobs`: name → job, run by runners; jobs run in parallel unless their `needs` say otherwise.
-//! - `gate`: `role` and `approvals` (1–10, default 1).
+//! - `gate`: `role` and `approvals` (1–10, default 1). Nobody decides at a gate on a release
+//!   they deployed or whose commits they wrote; `admins_decide_own_releases: true` (default
+//!   false) lets admins do so, audited as security.
 //! - `deploy`: `environment`; `publish` (web or asset-bundle artifacts served as the
 //!   environment's static site); `migrate` (a db-schema artifact applied to the environment's
 //!   `database` after a backup); `job` (steps a runner runs to deploy). One deploy stage per

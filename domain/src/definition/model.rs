@@ -349,6 +349,9 @@ pub struct Gate {
     pub role: Role,
     /// Distinct people who must approve (at least 1).
     pub approvals: u8,
+    /// Admins may approve or reject a release they deployed or whose commits they wrote (a
+    /// one-admin team's escape hatch, audited as security). Nobody else ever may.
+    pub admins_decide_own_releases: bool,
 }
 
 /// A deployment of the release to an environment: the server publishes artifacts and

@@ -279,6 +279,8 @@ pub(super) struct RawGate {
     pub role: Text,
     #[serde(default)]
     pub approvals: Option<Text>,
+    #[serde(default)]
+    pub admins_decide_own_releases: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

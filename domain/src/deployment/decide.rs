@@ -5,14 +5,16 @@
 //! [`crate::environment::decide`]; the stage's record moves through its pure `apply`.
 
 use super::record::StageEvent;
-use super::store::{self, Locked, StageRow};
+use super::store::{self, StageRow};
 use super::{DeploymentError, DeploymentId, StageSpec};
 use crate::audit::{Actor, AuditRecord, Origin};
 use crate::environment::{self, Acting, Action};
+use crate::role::Role;
 use crate::state::RunState;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
 
 /// A decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,10 +177,30 @@ pub async fn decide(
         }
     };
     env.decide(acting, action)?;
+    // A decision at a gate by someone close to the release: refused, or (an admin where the
+    // gate allows it) recorded as such and audited as security.
+    let own_release = match &row.spec {
+        StageSpec::Gate {
+            admins_decide_own_releases,
+            ..
+        } => {
+            let ownership = Ownership::of(
+                &mut tx,
+                deployment.release_id,
+                &deployment.triggered_by,
+                acting,
+            )
+            .await?;
+            if let Some(reason) = ownership.refusal(acting, *admins_decide_own_releases) {
+                return Err(DeploymentError::NotNow(reason));
+            }
+            ownership.owns()
+        }
+        _ => false,
+    };
     let who = acting.name().to_string();
     let event = match (&row.spec, &decision) {
         (StageSpec::Gate { approvals, .. }, Decision::Approve { .. }) => {
-            refuse_own_release(&mut tx, &deployment, acting).await?;
             approve(&mut tx, &row, &who, &decision, now).await?;
             let given = approvals_of(&mut tx, &row).await?;
             (given.len() >= usize::from(*approvals))
@@ -201,9 +223,6 @@ pub async fn decide(
             None
         }
         (_, Decision::Reject { comment }) => {
-            if let StageSpec::Gate { .. } = row.spec {
-                refuse_own_release(&mut tx, &deployment, acting).await?;
-            }
             record(&mut tx, &row, &who, &decision, now).await?;
             Some(StageEvent::Fail(format!("rejected by {who}: {comment}")))
         }
@@ -258,8 +277,9 @@ pub async fn decide(
             "stage": row.name,
             "item": match decision { Decision::Tick { item } | Decision::Untick { item } => Some(item), _ => None },
             "comment": decision.comment(),
+            "own_release": own_release.then_some(true),
         }));
-    if matches!(decision, Decision::OverrideWindow { .. }) {
+    if matches!(decision, Decision::OverrideWindow { .. }) || own_release {
         audit = audit.security();
     }
     audit.write(&mut *tx).await?;
@@ -279,50 +299,85 @@ fn audit_action(decision: &Decision) -> &'static str {
     }
 }
 
-/// Nobody approves (or rejects) at a gate a release they deployed or whose commits they wrote.
-async fn refuse_own_release(
-    conn: &mut PgConnection,
-    deployment: &Locked,
-    acting: &Acting,
-) -> Result<(), DeploymentError> {
-    let Acting::Person { name, .. } = acting else {
-        return Ok(());
-    };
-    if *name == deployment.triggered_by {
-        return Err(DeploymentError::NotNow(format!(
-            "{name} deployed this release, so someone else decides at its gates"
-        )));
+/// How close a person is to a release: whether they deployed it, or wrote commits in it. Such
+/// a person does not decide at its gates (separation of duties), unless they are an admin and
+/// the gate says `admins_decide_own_releases: true`. The deployment page, the inbox and
+/// [`decide`] all ask [`Ownership::refusal`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ownership {
+    pub deployed: bool,
+    pub wrote: bool,
+}
+
+impl Ownership {
+    /// Reads it for `acting`. Only people own releases; tokens and operators never do.
+    pub async fn of(
+        conn: &mut PgConnection,
+        release_id: Uuid,
+        triggered_by: &str,
+        acting: &Acting,
+    ) -> Result<Ownership, sqlx::Error> {
+        let Acting::Person { name, .. } = acting else {
+            return Ok(Ownership::default());
+        };
+        let display = sqlx::query_scalar!(
+            "select display_name from app_user where username = $1",
+            name
+        )
+        .fetch_optional(&mut *conn)
+        .await?
+        .unwrap_or_default()
+        .to_lowercase();
+        let authors = sqlx::query_scalar!(
+            r#"select author from release_commit where release_id = $1
+               union select commit_author from release where release_id = $1"#,
+            release_id
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        let wrote = authors.iter().flatten().any(|author| {
+            let author = author.to_lowercase();
+            let (author_name, email) = author
+                .split_once(" <")
+                .map(|(n, e)| (n.trim().to_string(), e.trim_end_matches('>').to_string()))
+                .unwrap_or((author.clone(), String::new()));
+            author_name == display
+                || author_name == *name
+                || email.split('@').next() == Some(name.as_str())
+        });
+        Ok(Ownership {
+            deployed: name == triggered_by,
+            wrote,
+        })
     }
-    let display = sqlx::query_scalar!(
-        "select display_name from app_user where username = $1",
-        name
-    )
-    .fetch_optional(&mut *conn)
-    .await?
-    .unwrap_or_default();
-    let authors = sqlx::query_scalar!(
-        r#"select author from release_commit where release_id = $1
-           union select commit_author from release where release_id = $1"#,
-        deployment.release_id
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    let wrote = authors.iter().flatten().any(|author| {
-        let author = author.to_lowercase();
-        let (author_name, email) = author
-            .split_once(" <")
-            .map(|(n, e)| (n.trim().to_string(), e.trim_end_matches('>').to_string()))
-            .unwrap_or((author.clone(), String::new()));
-        author_name == display.to_lowercase()
-            || author_name == *name
-            || email.split('@').next() == Some(name.as_str())
-    });
-    if wrote {
-        return Err(DeploymentError::NotNow(format!(
-            "{name} wrote commits in this release, so someone else decides at its gates"
-        )));
+
+    /// The person deployed the release or wrote some of it.
+    pub fn owns(self) -> bool {
+        self.deployed || self.wrote
     }
-    Ok(())
+
+    /// Why `acting` may not approve or reject at a gate of this release, if they may not.
+    pub fn refusal(self, acting: &Acting, admins_decide_own_releases: bool) -> Option<String> {
+        let Acting::Person { name, role } = acting else {
+            return None;
+        };
+        if !self.owns() || (admins_decide_own_releases && *role == Role::Admin) {
+            return None;
+        }
+        let what = if self.deployed {
+            "deployed this release"
+        } else {
+            "wrote commits in this release"
+        };
+        let admins = if admins_decide_own_releases {
+            ""
+        } else {
+            " (a gate with `admins_decide_own_releases: true` lets admins)"
+        };
+        Some(format!(
+            "{name} {what}, so someone else decides at its gates{admins}"
+        ))
+    }
 }
 
 async fn record(
@@ -401,4 +456,49 @@ pub async fn ticked_items(
         .filter(|r| r.kind == "tick")
         .map(|r| r.item)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn person(role: Role) -> Acting {
+        Acting::Person {
+            name: "tess".into(),
+            role,
+        }
+    }
+
+    #[test]
+    fn people_close_to_a_release_do_not_decide_at_its_gates_unless_admins_are_let() {
+        let wrote = Ownership {
+            deployed: false,
+            wrote: true,
+        };
+        let deployed = Ownership {
+            deployed: true,
+            wrote: false,
+        };
+        let stranger = Ownership::default();
+        for role in [Role::Qa, Role::Product, Role::ReleaseManager, Role::Admin] {
+            assert_eq!(stranger.refusal(&person(role), false), None);
+        }
+        let why = wrote.refusal(&person(Role::Qa), false).unwrap();
+        assert_eq!(
+            why,
+            "tess wrote commits in this release, so someone else decides at its gates \
+             (a gate with `admins_decide_own_releases: true` lets admins)"
+        );
+        let why = deployed.refusal(&person(Role::Qa), true).unwrap();
+        assert_eq!(
+            why,
+            "tess deployed this release, so someone else decides at its gates"
+        );
+        assert!(wrote.refusal(&person(Role::Admin), false).is_some());
+        assert_eq!(wrote.refusal(&person(Role::Admin), true), None);
+        assert_eq!(deployed.refusal(&person(Role::Admin), true), None);
+        // Machines and the operator at the command line own nothing.
+        let token = Acting::Token { name: "ci".into() };
+        assert_eq!(deployed.refusal(&token, false), None);
+    }
 }

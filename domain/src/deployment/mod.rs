@@ -17,6 +17,7 @@
 //! **Lock order**: the `deployment` row, then its `deployment_stage` rows, then a run's locks
 //! (the run engine's order). The run engine never locks a deployment.
 
+pub mod backups;
 pub mod checklist;
 pub mod decide;
 pub mod jobs;
@@ -99,6 +100,9 @@ pub enum StageSpec {
     Gate {
         role: Role,
         approvals: u8,
+        /// Admins may decide on a release they deployed or wrote (see [`decide::Ownership`]).
+        #[serde(default)]
+        admins_decide_own_releases: bool,
     },
     Flags {
         environment: String,
@@ -173,7 +177,9 @@ impl StageSpec {
                 format!("people tick the checklist in {path}")
             }
             StageSpec::Manual { checklist: None } => "a person marks it done".into(),
-            StageSpec::Gate { role, approvals } => match approvals {
+            StageSpec::Gate {
+                role, approvals, ..
+            } => match approvals {
                 1 => format!("one {} approves", role.label()),
                 n => format!("{n} different {}s approve", role.label()),
             },
@@ -249,6 +255,8 @@ pub enum DeploymentError {
     },
     #[error("there is no deployment #{number} in `{project}`")]
     UnknownDeployment { project: String, number: i64 },
+    #[error("project `{project}` has no database backup `{id}`")]
+    UnknownBackup { project: String, id: String },
     #[error("deployment #{number} has no stage `{stage}`")]
     UnknownStage { number: i64, stage: String },
     #[error(transparent)]

@@ -46,6 +46,7 @@ pub fn stages_for(
             StageKind::Gate(gate) => StageSpec::Gate {
                 role: gate.role,
                 approvals: gate.approvals,
+                admins_decide_own_releases: gate.admins_decide_own_releases,
             },
             StageKind::Flags(flags) => StageSpec::Flags {
                 environment: flags.environment.to_string(),
@@ -158,7 +159,8 @@ mod tests {
             stages[3].spec,
             StageSpec::Gate {
                 role: crate::role::Role::Qa,
-                approvals: 1
+                approvals: 1,
+                ..
             }
         ));
         let StageSpec::Deploy {

@@ -6,6 +6,7 @@
 //! checks, and refuses the rest with its reason).
 
 use super::checklist::Item;
+use super::decide::Ownership;
 use super::record::StageRecord;
 use super::store::previous_environment;
 use super::{DeploymentError, StageSpec};
@@ -128,7 +129,7 @@ pub async fn detail(
 ) -> Result<DeploymentDetail, DeploymentError> {
     let mut conn = pool.acquire().await?;
     let row = sqlx::query!(
-        r#"select d.deployment_id, d.project_id, e.name as environment, d.triggered_by,
+        r#"select d.deployment_id, d.project_id, d.release_id, e.name as environment, d.triggered_by,
                   d.window_override_by, d.flag_snapshot_version, d.runtime_config
            from deployment d join project p using (project_id)
            join environment e on e.environment_id = d.environment_id
@@ -158,6 +159,7 @@ pub async fn detail(
         number,
     })?;
     let env = environment::find(&mut conn, project, &row.environment).await?;
+    let ownership = Ownership::of(&mut conn, row.release_id, &row.triggered_by, acting).await?;
     let stages = stages_of(&mut conn, row.deployment_id).await?;
     let ids: Vec<Uuid> = stages.iter().map(|s| s.id).collect();
     let mut decisions = decisions_of(&mut conn, &ids).await?;
@@ -204,11 +206,24 @@ pub async fn detail(
             acting,
             next,
             triggered_by: &row.triggered_by,
+            ownership,
             window_overridden: row.window_override_by.is_some(),
             now,
         };
         let actions = actions(&context, &stage.spec, &stage.record, &stage_decisions);
+        // A gate the viewer has the role for but is too close to: say so, not just no buttons.
+        let why_not = match &stage.spec {
+            StageSpec::Gate {
+                role,
+                admins_decide_own_releases,
+                ..
+            } if next && env.decide(acting, Action::DecideGate(*role)).is_ok() => {
+                ownership.refusal(acting, *admins_decide_own_releases)
+            }
+            _ => None,
+        };
         views.push(DeploymentStageView {
+            why_not,
             checklist: checklist(&stage.outcome, &stage_decisions),
             summary: stage.spec.summary(),
             kind: stage.spec.kind().to_string(),
@@ -229,6 +244,8 @@ pub async fn detail(
             actions,
         });
     }
+    let backups =
+        super::backups::views(&mut conn, project, row.deployment_id, &env, acting).await?;
     Ok(DeploymentDetail {
         project: project.to_string(),
         summary,
@@ -237,6 +254,7 @@ pub async fn detail(
         flag_snapshot_version: row.flag_snapshot_version,
         runtime_config: row.runtime_config,
         can_cancel: false,
+        backups,
     })
 }
 
@@ -379,6 +397,8 @@ struct ActionContext<'a> {
     /// The stage is unfinished and every stage before it finished: decisions reach it.
     next: bool,
     triggered_by: &'a str,
+    /// How close the person asking is to the release (gates refuse its deployer and authors).
+    ownership: Ownership,
     window_overridden: bool,
     now: DateTime<Utc>,
 }
@@ -398,8 +418,15 @@ fn actions(
     let approved_already = decisions.iter().any(|d| d.kind == "approve" && d.by == me);
     let mut offered = Vec::new();
     match spec {
-        StageSpec::Gate { role, .. }
-            if may(Action::DecideGate(*role)) && me != c.triggered_by && !approved_already =>
+        StageSpec::Gate {
+            role,
+            admins_decide_own_releases,
+            ..
+        } if may(Action::DecideGate(*role))
+            && c.ownership
+                .refusal(c.acting, *admins_decide_own_releases)
+                .is_none()
+            && !approved_already =>
         {
             offered.extend([StageAction::Approve, StageAction::Reject]);
         }
@@ -494,7 +521,11 @@ pub async fn inbox(pool: &PgPool, acting: &Acting) -> Result<Vec<InboxItem>, Dep
     let mut items = Vec::new();
     let mut definitions: HashMap<String, std::sync::Arc<Definition>> = HashMap::new();
     for gate in waiting {
-        let Ok(StageSpec::Gate { role, approvals }) = serde_json::from_value(gate.spec.clone())
+        let Ok(StageSpec::Gate {
+            role,
+            approvals,
+            admins_decide_own_releases,
+        }) = serde_json::from_value(gate.spec.clone())
         else {
             continue;
         };
@@ -541,9 +572,19 @@ pub async fn inbox(pool: &PgPool, acting: &Acting) -> Result<Vec<InboxItem>, Dep
             .map(|d| d.by.clone())
             .collect();
         let me = acting.name();
-        let can_decide = env.decide(acting, Action::DecideGate(role)).is_ok()
-            && me != gate.triggered_by
-            && !approvals_given.iter().any(|a| a == me);
+        let ownership =
+            Ownership::of(&mut conn, gate.release_id, &gate.triggered_by, acting).await?;
+        let why_not = match env.decide(acting, Action::DecideGate(role)) {
+            Err(refusal) => Some(refusal.to_string()),
+            Ok(_) => ownership
+                .refusal(acting, admins_decide_own_releases)
+                .or_else(|| {
+                    approvals_given
+                        .iter()
+                        .any(|a| a == me)
+                        .then(|| format!("{me} approved it already; each person counts once"))
+                }),
+        };
         let mut commits: Vec<CommitView> = sqlx::query_as!(
             CommitView,
             "select sha, author, message from release_commit where release_id = $1 order by position",
@@ -575,7 +616,7 @@ pub async fn inbox(pool: &PgPool, acting: &Acting) -> Result<Vec<InboxItem>, Dep
             waiting_since: gate.started_at,
             approvals: approvals_given,
             approvals_needed: approvals,
-            can_decide,
+            why_not,
         });
     }
     Ok(items)

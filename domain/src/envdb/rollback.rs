@@ -218,6 +218,27 @@ impl SchemaRollbackPreview {
     pub fn written_since_deploy(&self) -> String {
         written_since_deploy(self.changes.as_deref())
     }
+
+    /// The whole of it, as the confirm sheet says it: what will happen, what was written since
+    /// the deploy, and, when the schema changes, where that data is kept.
+    pub fn describe(&self) -> String {
+        let kept = match self.plan {
+            SchemaRollbackPlan::DownScripts { .. } | SchemaRollbackPlan::RestoreBackup { .. } => {
+                format!(
+                    "; first a safety dump keeps the database as it is ({} days, downloadable from the rollback's page)",
+                    crate::envdb::backup::SAFETY_DUMP_KEPT_DAYS
+                )
+            }
+            SchemaRollbackPlan::LeaveAlone { .. } | SchemaRollbackPlan::Impossible { .. } => {
+                String::new()
+            }
+        };
+        format!(
+            "{}; {}{kept}",
+            self.plan.describe(),
+            self.written_since_deploy()
+        )
+    }
 }
 
 /// The words for what was written since the deploy.

@@ -10,7 +10,9 @@
 //! | override approvals    | admins (with a reason, audited as security)       | –                   |
 //! | override a window     | release managers, admins                          | –                   |
 //! | roll back             | `rollback.manual.roles`, admins                   | – (never waits)     |
-//! | decide a gate         | the gate's `role`, admins                         | the gate's count    |
+//! | download a backup     | `rollback.manual.roles`, admins (audited)         | –                   |
+//! | decide a gate         | the gate's `role`, admins (never on a release     | the gate's count    |
+//! |                       | one deployed or wrote: `decide::Ownership`)       |                     |
 //! | tick a checklist      | QA, developers, release managers, admins          | –                   |
 //! | pass/fail a check     | release managers, admins (with a reason)          | –                   |
 //! | change governance     | release managers, admins                          | –                   |
@@ -36,6 +38,9 @@ pub enum Action {
     OverrideApprovals,
     OverrideWindow,
     RollBack,
+    /// Downloading a database backup or a rollback's safety dump: it holds the environment's
+    /// data, so those trusted to take the data back (who may roll back) may read it.
+    DownloadBackup,
     /// Changing an environment's protection or deploy window, or the rollback policy.
     ChangeGovernance,
     /// Approving or rejecting a release at a gate that asks for this role.
@@ -55,6 +60,7 @@ impl Action {
             Action::OverrideApprovals => "override the approvals a change waits for",
             Action::OverrideWindow => "override the deploy window",
             Action::RollBack => "roll back",
+            Action::DownloadBackup => "download a database backup",
             Action::ChangeGovernance => {
                 "change who may deploy (protection, deploy windows, the rollback policy)"
             }
@@ -122,7 +128,7 @@ pub fn decide(rules: &Rules, acting: &Acting, action: Action) -> Result<Permit, 
         }
         Action::OverrideApprovals => Vec::new(),
         Action::OverrideWindow | Action::ChangeGovernance => vec![Role::ReleaseManager],
-        Action::RollBack => rules.rollback_roles.clone(),
+        Action::RollBack | Action::DownloadBackup => rules.rollback_roles.clone(),
         Action::DecideGate(role) => vec![role],
         Action::TickChecklist => vec![Role::Qa, Role::Developer, Role::ReleaseManager],
         Action::JudgeCheck => vec![Role::ReleaseManager],

@@ -51,7 +51,9 @@ pub(crate) async fn step(deployer: &Deployer, id: DeploymentId) -> anyhow::Resul
         }
         StageSpec::Jobs { jobs } => stage_ctx.jobs(tx, &jobs).await,
         StageSpec::Manual { checklist } => stage_ctx.manual(tx, checklist.as_deref()).await,
-        StageSpec::Gate { role, approvals } => stage_ctx.gate(tx, role, approvals).await,
+        StageSpec::Gate {
+            role, approvals, ..
+        } => stage_ctx.gate(tx, role, approvals).await,
         StageSpec::Flags { environment, set } => stage_ctx.flags(tx, &environment, &set).await,
         StageSpec::Check { .. } => stage_ctx.check(tx).await,
         StageSpec::Publish { artifacts } => {

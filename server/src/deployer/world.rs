@@ -297,11 +297,7 @@ impl World {
                 restore_database: step.restore,
             })
             .await?;
-        Ok(format!(
-            "{}; {}",
-            preview.plan.describe(),
-            preview.written_since_deploy()
-        ))
+        Ok(preview.describe())
     }
 
     /// A rollback's database step: by `rollback.restore_database`, nothing (no migration came

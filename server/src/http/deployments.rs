@@ -1,5 +1,6 @@
-//! The deployments API: promote a release into an environment, and decide on a deployment's
-//! stages (approve, reject, tick, fail, pass, override the window). Thin: the rules are the
+//! The deployments API: promote a release into an environment, decide on a deployment's stages
+//! (approve, reject, tick, fail, pass, override the window), roll back, and download the
+//! database backups deployments took. Thin: the rules are the
 //! domain's ([`domain::environment::decide`] through the use cases), the same as the pages' and
 //! the CLI's. People act with their role; API tokens hold no role, so the use cases refuse
 //! them with the reason.
@@ -9,11 +10,14 @@ use super::error::ApiError;
 use super::extract::{Json, Path};
 use super::routes::Routes;
 use axum::Extension;
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use domain::access::Access;
 use domain::audit::Actor;
 use domain::auth::{Caller, Principal, Scope};
+use domain::deployment::backups;
 use domain::deployment::decide::{Decision, decide};
 use domain::deployment::rollback::{Cause, RollbackRequest, roll_back};
 use domain::deployment::store::{PromoteRequest, Promoted, ReleaseChoice, promote};
@@ -44,12 +48,18 @@ pub fn routes(routes: Routes) -> Routes {
             DEPLOYERS,
             start_rollback,
         )
+        .get(
+            "/api/v1/projects/{project}/backups/{backup}",
+            DEPLOYERS,
+            download_backup,
+        )
 }
 
 impl From<DeploymentError> for ApiError {
     fn from(e: DeploymentError) -> Self {
         match e {
             DeploymentError::UnknownProject(_)
+            | DeploymentError::UnknownBackup { .. }
             | DeploymentError::UnknownRelease { .. }
             | DeploymentError::UnknownDeployment { .. }
             | DeploymentError::UnknownStage { .. } => ApiError::NotFound(e.to_string()),
@@ -225,6 +235,52 @@ async fn start_rollback(
             "progress": format!("/projects/{project}/deployments/{number}"),
         })),
     ))
+}
+
+/// Streams a database backup (a `pg_dump` custom-format file: `pg_restore` opens it) to someone
+/// who may roll the environment back, with its checksum; the use case audits it.
+async fn download_backup(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((project, backup)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    use domain::run::artifacts::ArtifactStorage;
+    let download = backups::download(
+        &state.portal.pool,
+        &project,
+        &backup,
+        &acting(&caller)?,
+        &Actor::of(caller.principal.as_ref()),
+        &caller.origin,
+    )
+    .await?;
+    let stored = &download.backup;
+    let body = Body::from_stream(
+        state
+            .portal
+            .artifacts
+            .get(&stored.storage_key)
+            .await
+            .map_err(ApiError::internal)?,
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, stored.size_bytes.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}\"", download.file_name),
+            ),
+            (
+                header::HeaderName::from_static("x-checksum-sha256"),
+                stored.sha256.clone(),
+            ),
+            // It holds the environment's data: no cache keeps a copy.
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,6 +9,7 @@ mod deployments;
 mod envdb;
 mod errors;
 mod flags;
+mod gates;
 mod helpers;
 mod live;
 mod overview;

@@ -362,6 +362,7 @@ async fn one_rollback_brings_back_the_site_the_deploy_the_schema_and_the_flags_e
     // The rows written between the deploy and the rollback are in the safety dump.
     let dump_rows = rows_in_safety_dump(app, 3, "tag").await;
     assert_eq!(dump_rows, 3);
+    download_the_safety_dump(app, &rm1, &developer).await;
 
     // Asking again, after it is done, gives the same rollback.
     let (status, body) = app
@@ -375,6 +376,86 @@ async fn one_rollback_brings_back_the_site_the_deploy_the_schema_and_the_flags_e
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["number"], 3);
     db.close().await;
+}
+
+/// The rollback's page lists its safety dump with a link for those who may roll back: the
+/// bytes recorded, a file `pg_restore` opens (its data holds the `tag` rows); a developer is
+/// refused, and both are audited.
+async fn download_the_safety_dump(
+    app: &TestApp,
+    rm: &reqwest::Client,
+    developer: &reqwest::Client,
+) {
+    use domain::clock::Clock;
+    use sha2::Digest;
+    let page_as = |name: &str, role| {
+        let acting = domain::environment::Acting::Person {
+            name: name.into(),
+            role,
+        };
+        let pool = app.pool.clone();
+        let now = app.clock.now();
+        async move {
+            domain::deployment::query::detail(&pool, "roll", 3, &acting, now)
+                .await
+                .unwrap()
+        }
+    };
+    let page = page_as("rm1", Role::ReleaseManager).await;
+    let [safety] = page.backups.as_slice() else {
+        panic!("one safety dump: {:#?}", page.backups);
+    };
+    assert!(safety.purpose.starts_with("safety dump"), "{safety:?}");
+    assert!(safety.kept_until.is_some());
+    assert!(safety.file_name.ends_with("-safety.dump"), "{safety:?}");
+    let link = safety
+        .download
+        .clone()
+        .expect("a release manager may download it");
+    let as_developer = page_as("dev", Role::Developer).await;
+    assert_eq!(as_developer.backups[0].download, None);
+
+    let refused = developer.get(app.url(&link)).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let response = rm.get(app.url(&link)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let disposition = response.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(disposition.contains(&safety.file_name), "{disposition}");
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(hex::encode(sha2::Sha256::digest(&bytes)), safety.sha256);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &bytes).unwrap();
+    let tools = server::envdb::PgTools::locate(15).await.unwrap();
+    let listed = std::process::Command::new(&tools.pg_restore)
+        .arg("--list")
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{listed:?}");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("TABLE DATA public tag"), "{listed}");
+    let missing = rm
+        .get(app.url("/api/v1/projects/roll/backups/not-a-backup"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+
+    let outcomes: Vec<(String, bool)> = sqlx::query_as(
+        "select outcome, security from audit_event where action = 'database_backup.downloaded'
+         order by audit_event_id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        outcomes,
+        [("denied".to_string(), true), ("ok".to_string(), true)]
+    );
 }
 
 /// Restores rollback `number`'s safety dump into a database of its own and counts `table`'s rows.

@@ -37,6 +37,13 @@ async fn down_scripts_undo_release_n_and_the_safety_dump_keeps_what_was_written_
         "since the deploy: 5 rows inserted in study_goal (a new table); \
          2 rows inserted, 1 row updated in study_session"
     );
+    assert!(
+        preview.describe().ends_with(
+            "; first a safety dump keeps the database as it is (30 days, downloadable from the rollback's page)"
+        ),
+        "{}",
+        preview.describe()
+    );
     let mut app = setup.app().await;
     assert_eq!(
         versions(&mut app).await,
