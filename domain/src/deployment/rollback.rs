@@ -280,28 +280,8 @@ async fn target_for(
     )
     .fetch_optional(&mut *conn)
     .await?;
-    let deploy_spec = sqlx::query_scalar!(
-        "select spec from deployment_stage where deployment_id = $1 and kind = 'deploy'",
-        target.deployment_id
-    )
-    .fetch_optional(&mut *conn)
-    .await?
-    .and_then(|spec| serde_json::from_value::<StageSpec>(spec).ok());
-    let (job, target_artifact) = match deploy_spec {
-        Some(StageSpec::Deploy { job, migrate, .. }) => (job, migrate),
-        _ => (None, None),
-    };
-    let rolled_artifact = sqlx::query_scalar!(
-        "select spec from deployment_stage where deployment_id = $1 and kind = 'deploy'",
-        rolled_id
-    )
-    .fetch_optional(&mut *conn)
-    .await?
-    .and_then(|spec| serde_json::from_value::<StageSpec>(spec).ok())
-    .and_then(|spec| match spec {
-        StageSpec::Deploy { migrate, .. } => migrate,
-        _ => None,
-    });
+    let (job, target_artifact) = deployed_with(&mut *conn, target.deployment_id).await?;
+    let (_, rolled_artifact) = deployed_with(&mut *conn, rolled_id).await?;
     let backup = sqlx::query_scalar!(
         r#"select b.database_backup_id from database_backup b join deployment d on d.deployment_id = b.deployment_id
            where d.environment_id = $1 and d.number > $2 and d.kind = 'deploy' and b.purpose = 'pre-deploy'
@@ -434,6 +414,44 @@ pub async fn roll_back(
         from_version: target.plan.from_version,
         to_version: target.plan.to_version,
     })
+}
+
+/// What a deployment's stages did that a rollback takes back: its deploy stage's job, and the
+/// `db-schema` artifact it migrated the database with — the deploy stage's `migrate`, or a later
+/// `migrate` stage's `artifact` (the sample's production migrates in its last stage).
+async fn deployed_with(
+    conn: &mut PgConnection,
+    deployment_id: Uuid,
+) -> Result<(Option<PlannedStage>, Option<String>), sqlx::Error> {
+    let specs = sqlx::query_scalar!(
+        "select spec from deployment_stage where deployment_id = $1 and kind in ('deploy', 'migrate')
+         order by position",
+        deployment_id
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut job = None;
+    let mut artifact = None;
+    for spec in specs
+        .into_iter()
+        .filter_map(|spec| serde_json::from_value::<StageSpec>(spec).ok())
+    {
+        match spec {
+            StageSpec::Deploy {
+                job: deploy_job,
+                migrate,
+                ..
+            } => {
+                job = deploy_job;
+                artifact = artifact.or(migrate);
+            }
+            StageSpec::Migrate {
+                artifact: migrated, ..
+            } => artifact = artifact.or(Some(migrated)),
+            _ => {}
+        }
+    }
+    Ok((job, artifact))
 }
 
 /// What the database step of a rollback would do, worked out against the environment's

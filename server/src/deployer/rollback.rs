@@ -15,11 +15,10 @@ use sqlx::{Postgres, Transaction};
 type Tx = Transaction<'static, Postgres>;
 
 impl StageCtx<'_> {
-    pub(super) async fn rollback(&self, mut tx: Tx, plan: &RollbackPlan) -> anyhow::Result<Next> {
-        if !self.running(&mut tx).await? {
-            tx.commit().await?;
+    pub(super) async fn rollback(&self, tx: Tx, plan: &RollbackPlan) -> anyhow::Result<Next> {
+        let Some(mut tx) = self.started(tx).await? else {
             return Ok(Next::Again);
-        }
+        };
         let d = self.deployment.clone();
         let portal = self.deployer.portal.clone();
         let world = self.deployer.world.clone();

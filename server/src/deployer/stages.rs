@@ -57,10 +57,9 @@ pub(crate) async fn step(deployer: &Deployer, id: DeploymentId) -> anyhow::Resul
         StageSpec::Flags { environment, set } => stage_ctx.flags(tx, &environment, &set).await,
         StageSpec::Check { .. } => stage_ctx.check(tx).await,
         StageSpec::Publish { artifacts } => {
-            let mut tx = tx;
-            if !stage_ctx.running(&mut tx).await? {
+            let Some(tx) = stage_ctx.started(tx).await? else {
                 return Ok(Next::Again);
-            }
+            };
             match stage_ctx.publish_step(tx, &artifacts).await? {
                 Some(tx) => stage_ctx.succeed(tx, Some("published".into())).await,
                 None => Ok(Next::Again),
@@ -68,10 +67,9 @@ pub(crate) async fn step(deployer: &Deployer, id: DeploymentId) -> anyhow::Resul
         }
         StageSpec::Rollback { plan } => stage_ctx.rollback(tx, &plan).await,
         StageSpec::Migrate { artifact, backup } => {
-            let mut tx = tx;
-            if !stage_ctx.running(&mut tx).await? {
+            let Some(tx) = stage_ctx.started(tx).await? else {
                 return Ok(Next::Again);
-            }
+            };
             match stage_ctx.migrate_step(tx, &artifact, backup).await? {
                 Some(tx) => stage_ctx.succeed(tx, Some("migrated".into())).await,
                 None => Ok(Next::Again),
@@ -103,6 +101,17 @@ impl StageCtx<'_> {
 
     /// Makes the stage running (from queued or waiting). Returns false when it moved (so the
     /// caller looks again with the new record), true when it was running already.
+    /// Starts (or resumes) the stage when it is not running yet, committing that, and says to
+    /// come back (None); gives the transaction back when it runs already. Committing here, not
+    /// at each caller, is what keeps a stage from staying queued for ever.
+    pub(super) async fn started(&self, mut tx: Tx) -> anyhow::Result<Option<Tx>> {
+        if self.running(&mut tx).await? {
+            return Ok(Some(tx));
+        }
+        tx.commit().await?;
+        Ok(None)
+    }
+
     pub(super) async fn running(&self, tx: &mut Tx) -> anyhow::Result<bool> {
         let event = match self.stage.record.state {
             RunState::Running => return Ok(true),
@@ -483,15 +492,10 @@ impl StageCtx<'_> {
         .await
     }
 
-    async fn jobs(
-        &self,
-        mut tx: Tx,
-        plan: &domain::run::plan::PlannedStage,
-    ) -> anyhow::Result<Next> {
-        if !self.running(&mut tx).await? {
-            tx.commit().await?;
+    async fn jobs(&self, tx: Tx, plan: &domain::run::plan::PlannedStage) -> anyhow::Result<Next> {
+        let Some(tx) = self.started(tx).await? else {
             return Ok(Next::Again);
-        }
+        };
         match self.job_step(tx, plan).await? {
             Ok(tx) => self.succeed(tx, None).await,
             Err(next) => Ok(next),
@@ -597,14 +601,13 @@ impl StageCtx<'_> {
 
     async fn flags(
         &self,
-        mut tx: Tx,
+        tx: Tx,
         environment: &str,
         set: &[domain::deployment::FlagSettingSpec],
     ) -> anyhow::Result<Next> {
-        if !self.running(&mut tx).await? {
-            tx.commit().await?;
+        let Some(mut tx) = self.started(tx).await? else {
             return Ok(Next::Again);
-        }
+        };
         let d = &self.deployment;
         let reason = format!(
             "deployment #{} of {}: {}",

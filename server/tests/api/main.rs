@@ -17,6 +17,7 @@ mod people;
 mod refusals;
 mod rollback_bench;
 mod rollback_crash;
+mod rollback_stages;
 mod rollbacks;
 mod runs;
 mod schedules;

@@ -152,6 +152,12 @@ pub async fn version_of(app: &TestApp, number: i64) -> String {
 
 /// Releases 1 and 2 deployed to prod (deployments #1 and #2), with rows written after #2.
 pub async fn ship_two(app: TestApp) -> Shipped {
+    ship_two_with(app, ROLL).await
+}
+
+/// [`ship_two`] with another pipeline: `template` is [`ROLL`] changed (its DBNAME, MARKER and
+/// NEW_UI placeholders are filled in).
+pub async fn ship_two_with(app: TestApp, template: &str) -> Shipped {
     let dbname = format!("roll_prod_{}", uuid::Uuid::new_v4().simple());
     let marker = tempfile::Builder::new()
         .prefix("flightdeck-marker-")
@@ -160,7 +166,8 @@ pub async fn ship_two(app: TestApp) -> Shipped {
         .keep()
         .join("deployed");
     let definition = |new_ui: bool| {
-        ROLL.replace("DBNAME", &dbname)
+        template
+            .replace("DBNAME", &dbname)
             .replace("MARKER", marker.to_str().unwrap())
             .replace("NEW_UI", &new_ui.to_string())
     };
@@ -224,7 +231,7 @@ pub async fn env_db(shipped: &Shipped) -> sqlx::PgPool {
     sqlx::PgPool::connect_with(options).await.unwrap()
 }
 
-async fn page(app: &TestApp, path: &str) -> String {
+pub async fn page(app: &TestApp, path: &str) -> String {
     reqwest::get(app.url(path))
         .await
         .unwrap()

@@ -1,0 +1,67 @@
+//! A rollback undoes what the deployment did wherever in its stages it did it: in the sample's
+//! production, the site comes from a later `publish` stage (cdn-assets) and the migrations from a
+//! later `migrate` stage (database-migration), not from the deploy stage. Rolling such a
+//! deployment back must still bring back release 1's site and schema, after a safety dump.
+
+use crate::helpers::TestApp;
+use crate::rollbacks::{
+    ROLL, assert_schema_of_release_1, env_db, page, rows_in_safety_dump, ship_two_with,
+    wait_deployment,
+};
+use reqwest::StatusCode;
+use serde_json::json;
+
+/// [`ROLL`], with the deploy stage only deploying, and publishing and migrating done by the
+/// stages after it, as the sample's production does.
+fn production_like() -> String {
+    let pipeline = ROLL
+        .replace("          publish: [web]\n          migrate: db-schema\n", "")
+        .replace(
+            "      feature-flags:",
+            "      cdn-assets:\n        publish:\n          environment: prod\n          artifacts: [web]\n      feature-flags:",
+        );
+    assert_ne!(pipeline, ROLL, "the replacements matched");
+    format!(
+        "{pipeline}      database-migration:\n        migrate:\n          environment: prod\n          artifact: db-schema\n          backup: true\n"
+    )
+}
+
+#[tokio::test]
+async fn a_rollback_undoes_the_site_and_migrations_of_later_publish_and_migrate_stages() {
+    let shipped = ship_two_with(TestApp::spawn_empty().await, &production_like()).await;
+    let app = &shipped.app;
+    let db = env_db(&shipped).await;
+    sqlx::query("insert into note (body) values ('a'), ('b')")
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query("insert into tag (note_id, name) values (1, 'x'), (1, 'y'), (2, 'z')")
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        page(app, "/env/roll/prod/").await,
+        "<!doctype html><title>v2</title>"
+    );
+
+    let rm1 = app.sign_in("rm1").await;
+    let (status, body) = app
+        .api(
+            &rm1,
+            reqwest::Method::POST,
+            "/api/v1/projects/roll/environments/prod/rollbacks",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["number"], 3);
+    wait_deployment(app, 3).await;
+
+    assert_eq!(
+        page(app, "/env/roll/prod/").await,
+        "<!doctype html><title>v1</title>"
+    );
+    assert_schema_of_release_1(&db, "after rolling back a migrate stage").await;
+    assert_eq!(rows_in_safety_dump(app, 3, "tag").await, 3);
+    db.close().await;
+}
