@@ -59,7 +59,8 @@ impl World {
     }
 
     /// What a deployment's jobs get besides the release and the site: the configured variables,
-    /// the API's port, and the environment database's URL.
+    /// the API's port, and the environment database's URL — made first when it does not exist
+    /// yet (an environment that migrates only in a later stage still starts its API on it).
     pub async fn job_env(
         &self,
         portal: &Portal,
@@ -85,6 +86,7 @@ impl World {
             environment::find(&mut conn, &deployment.project, &deployment.environment).await?;
         if let (Some(target), Some(databases)) = (found.database, &self.databases) {
             let db = databases.resolve(&target)?;
+            databases.ensure_exists(&db).await?;
             env.push(("DATABASE_URL".into(), db.url.expose().to_string()));
         }
         Ok(env)

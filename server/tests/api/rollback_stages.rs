@@ -1,7 +1,8 @@
 //! A rollback undoes what the deployment did wherever in its stages it did it: in the sample's
 //! production, the site comes from a later `publish` stage (cdn-assets) and the migrations from a
 //! later `migrate` stage (database-migration), not from the deploy stage. Rolling such a
-//! deployment back must still bring back release 1's site and schema, after a safety dump.
+//! deployment back must still bring back release 1's site and schema, after a safety dump. (And
+//! the first deploy there must give its job a database that exists, before any migration.)
 
 use crate::helpers::TestApp;
 use crate::rollbacks::{
@@ -12,10 +13,15 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 /// [`ROLL`], with the deploy stage only deploying, and publishing and migrating done by the
-/// stages after it, as the sample's production does.
+/// stages after it, as the sample's production does. The deploy job reaches the environment's
+/// database, as the sample's API does when it starts (before the migrate stage made it).
 fn production_like() -> String {
     let pipeline = ROLL
         .replace("          publish: [web]\n          migrate: db-schema\n", "")
+        .replace(
+            "              - echo \"$FLIGHTDECK_RELEASE\" >> MARKER\n",
+            "              - echo \"$FLIGHTDECK_RELEASE\" >> MARKER\n              - psql \"$DATABASE_URL\" -Atc 'select 1'\n",
+        )
         .replace(
             "      feature-flags:",
             "      cdn-assets:\n        publish:\n          environment: prod\n          artifacts: [web]\n      feature-flags:",
