@@ -128,7 +128,9 @@ async function throughStaging(version, { screenshots }) {
   await hydrated(qa);
   const manual = qa.locator('[data-stage="manual-testing"]');
   const items = manual.locator('.checklist-item');
+  await items.first().waitFor({ timeout: 60_000 });
   const count = await items.count();
+  assert.ok(count > 0, 'the checklist has items');
   for (let i = 0; i < count; i += 1) {
     const box = items.nth(i).locator('input[type=checkbox]');
     await box.check();
@@ -333,9 +335,11 @@ console.log(`Production deployment #${production1}, each stage (people's pauses 
 for (const [name, kind, seconds] of stageTimes(production1)) console.log(`  ${name.padEnd(20)} ${kind.padEnd(7)} ${seconds.padStart(7)} s`);
 console.log(`The environment page on a phone, Roll back usable (HTML parsed) / hydrated: ${tti}`);
 console.log(`Rollback #${rollback} of production, each step:`);
-console.log(sql(`select '  ' || rpad(st.name, 20) || round(extract(epoch from st.finished_at - st.started_at)::numeric, 2) || ' s'
+for (const [name, seconds] of sql(`select st.name, round(extract(epoch from st.finished_at - st.started_at)::numeric, 2)
   from deployment_step st join deployment_stage s using (deployment_stage_id) join deployment d using (deployment_id)
-  where d.number = ${rollback} order by st.position`));
-say(`the walkthrough is done (${production2} deployments to production, one rollback)`);
+  where d.number = ${rollback} order by st.position`).split('\n').map((line) => line.split('|'))) {
+  console.log(`  ${name.padEnd(20)} ${seconds.padStart(7)} s`);
+}
+say(`the walkthrough is done: ${v1} and ${v2} went to production (deployments #${production1} and #${production2}), and rollback #${rollback} took production back to ${v1}`);
 await browser.close();
 rmSync(work, { recursive: true, force: true });
