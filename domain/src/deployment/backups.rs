@@ -65,10 +65,23 @@ pub struct Download {
     pub backup: DatabaseBackup,
 }
 
+/// `<database>-<when>-<purpose>.dump`, with anything but letters, digits, `.`, `-` and `_` in
+/// the database's name (which a URL may spell any way) made `_`: it goes into a header.
 fn file_name(b: &DatabaseBackup) -> String {
+    let database: String = b
+        .database_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     format!(
         "{}-{}-{}.dump",
-        b.database_name,
+        database,
         b.created_at.format("%Y%m%dT%H%M%SZ"),
         b.purpose.as_str()
     )

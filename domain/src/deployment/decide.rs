@@ -7,8 +7,8 @@
 use super::record::StageEvent;
 use super::store::{self, StageRow};
 use super::{DeploymentError, DeploymentId, StageSpec};
-use crate::audit::{Actor, AuditRecord, Origin};
-use crate::environment::{self, Acting, Action};
+use crate::audit::{Actor, AuditRecord, Origin, Outcome};
+use crate::environment::{self, Acting, Action, Refusal};
 use crate::role::Role;
 use crate::state::RunState;
 use chrono::{DateTime, Utc};
@@ -192,7 +192,26 @@ pub async fn decide(
             )
             .await?;
             if let Some(reason) = ownership.refusal(acting, *admins_decide_own_releases) {
-                return Err(DeploymentError::NotNow(reason));
+                // Separation of duties held: a security event, written outside the transaction
+                // that the refusal rolls back.
+                drop(tx);
+                AuditRecord::new(actor.clone(), "deployment.decision_refused", origin)
+                    .outcome(Outcome::Denied)
+                    .security()
+                    .target(format!(
+                        "{}/{}#{}",
+                        deployment.project, deployment.environment, deployment.number
+                    ))
+                    .details(json!({ "stage": row.name, "reason": reason }))
+                    .write(pool)
+                    .await?;
+                return Err(DeploymentError::Refused(Refusal {
+                    who: acting.name().to_string(),
+                    what: "approve or reject at this gate",
+                    environment: deployment.environment.clone(),
+                    reason,
+                    allowed: "someone who neither deployed nor wrote the release".into(),
+                }));
             }
             ownership.owns()
         }

@@ -417,8 +417,8 @@ pub async fn roll_back(
 }
 
 /// What a deployment's stages did that a rollback takes back: its deploy stage's job, and the
-/// `db-schema` artifact it migrated the database with — the deploy stage's `migrate`, or a later
-/// `migrate` stage's `artifact` (the sample's production migrates in its last stage).
+/// `db-schema` artifact it migrated the database with last — the deploy stage's `migrate`, or a
+/// later `migrate` stage's `artifact` (the sample's production migrates in its last stage).
 async fn deployed_with(
     conn: &mut PgConnection,
     deployment_id: Uuid,
@@ -443,11 +443,11 @@ async fn deployed_with(
                 ..
             } => {
                 job = deploy_job;
-                artifact = artifact.or(migrate);
+                artifact = migrate.or(artifact);
             }
             StageSpec::Migrate {
                 artifact: migrated, ..
-            } => artifact = artifact.or(Some(migrated)),
+            } => artifact = Some(migrated),
             _ => {}
         }
     }

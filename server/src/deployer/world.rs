@@ -59,8 +59,9 @@ impl World {
     }
 
     /// What a deployment's jobs get besides the release and the site: the configured variables,
-    /// the API's port, and the environment database's URL — made first when it does not exist
-    /// yet (an environment that migrates only in a later stage still starts its API on it).
+    /// the API's port, and the environment database's URL — made first on Flightdeck's own
+    /// server when it does not exist yet (an environment that migrates only in a later stage
+    /// still starts its API on it).
     pub async fn job_env(
         &self,
         portal: &Portal,
@@ -86,7 +87,11 @@ impl World {
             environment::find(&mut conn, &deployment.project, &deployment.environment).await?;
         if let (Some(target), Some(databases)) = (found.database, &self.databases) {
             let db = databases.resolve(&target)?;
-            databases.ensure_exists(&db).await?;
+            // One on another server (`url_env`) is its operator's to make, and the server may
+            // not even reach it: only the runners' jobs must.
+            if matches!(target, domain::definition::DatabaseTarget::Name(_)) {
+                databases.ensure_exists(&db).await?;
+            }
             env.push(("DATABASE_URL".into(), db.url.expose().to_string()));
         }
         Ok(env)

@@ -436,7 +436,7 @@ async fn staging_runs_every_stage_in_order_with_people_deciding_at_its_gates() {
     )
     .await;
     assert!(
-        matches!(&own, Err(DeploymentError::NotNow(why)) if why.contains("deployed this release")),
+        matches!(&own, Err(DeploymentError::Refused(r)) if r.reason.contains("deployed this release")),
         "{own:?}"
     );
     let wrong_role = decide_as(

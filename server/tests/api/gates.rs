@@ -194,11 +194,18 @@ async fn only_admins_decide_on_their_own_release_and_only_where_the_gate_lets_th
     );
     let refused = decide_as(&app, &tess, "user-acceptance").await;
     assert!(
-        matches!(&refused, Err(DeploymentError::NotNow(why))
-            if why.contains("tess wrote commits in this release")
-            && why.contains("admins_decide_own_releases")),
+        matches!(&refused, Err(DeploymentError::Refused(r))
+            if r.reason.contains("tess wrote commits in this release")
+            && r.reason.contains("admins_decide_own_releases")),
         "{refused:?}"
     );
+    let (outcome, security): (String, bool) = sqlx::query_as(
+        "select outcome, security from audit_event where action = 'deployment.decision_refused'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!((outcome.as_str(), security), ("denied", true));
     let items = inbox(&app.pool, &tess).await.unwrap();
     let why_not = items[0].why_not.as_deref().unwrap_or_default();
     assert!(why_not.contains("wrote commits"), "{why_not}");

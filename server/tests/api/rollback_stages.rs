@@ -26,7 +26,13 @@ fn production_like() -> String {
             "      feature-flags:",
             "      cdn-assets:\n        publish:\n          environment: prod\n          artifacts: [web]\n      feature-flags:",
         );
-    assert_ne!(pipeline, ROLL, "the replacements matched");
+    assert!(
+        !pipeline.contains("migrate: db-schema")
+            && !pipeline.contains("publish: [web]")
+            && pipeline.contains("cdn-assets:")
+            && pipeline.contains("psql"),
+        "every replacement matched:\n{pipeline}"
+    );
     format!(
         "{pipeline}      database-migration:\n        migrate:\n          environment: prod\n          artifact: db-schema\n          backup: true\n"
     )

@@ -445,12 +445,14 @@ async fn download_the_safety_dump(
     assert!(listed.status.success(), "{listed:?}");
     let listed = String::from_utf8_lossy(&listed.stdout);
     assert!(listed.contains("TABLE DATA public tag"), "{listed}");
-    let missing = rm
-        .get(app.url("/api/v1/projects/roll/backups/not-a-backup"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    for missing in [
+        "/api/v1/projects/roll/backups/not-a-backup".to_string(),
+        format!("/api/v1/projects/roll/backups/{}", uuid::Uuid::new_v4()),
+        link.replace("/projects/roll/", "/projects/other/"),
+    ] {
+        let answer = rm.get(app.url(&missing)).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::NOT_FOUND, "{missing}");
+    }
 
     let outcomes: Vec<(String, bool)> = sqlx::query_as(
         "select outcome, security from audit_event where action = 'database_backup.downloaded'
