@@ -10,7 +10,6 @@ use super::error::ApiError;
 use super::extract::{Json, Path};
 use super::routes::Routes;
 use axum::Extension;
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -244,7 +243,6 @@ async fn download_backup(
     Extension(caller): Extension<Caller>,
     Path((project, backup)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    use domain::run::artifacts::ArtifactStorage;
     let download = backups::download(
         &state.portal.pool,
         &project,
@@ -255,14 +253,7 @@ async fn download_backup(
     )
     .await?;
     let stored = &download.backup;
-    let body = Body::from_stream(
-        state
-            .portal
-            .artifacts
-            .get(&stored.storage_key)
-            .await
-            .map_err(ApiError::internal)?,
-    );
+    let body = super::runs::stored_body(&state, &stored.storage_key).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),

@@ -436,24 +436,28 @@ async fn log_stream(
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
+/// The bytes stored under `key` in the artifact storage, streamed as a response body.
+pub(super) async fn stored_body(state: &AppState, key: &str) -> Result<Body, ApiError> {
+    use domain::run::artifacts::ArtifactStorage;
+    let stream = state
+        .portal
+        .artifacts
+        .get(key)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Body::from_stream(stream))
+}
+
 async fn download_artifact(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    use domain::run::artifacts::ArtifactStorage;
     let id = Uuid::parse_str(&id)
         .map_err(|_| ApiError::NotFound(format!("there is no artifact `{id}`")))?;
     let stored = domain::run::artifacts::find(&state.portal.pool, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("there is no artifact `{id}`")))?;
-    let body = Body::from_stream(
-        state
-            .portal
-            .artifacts
-            .get(&stored.storage_key)
-            .await
-            .map_err(ApiError::internal)?,
-    );
+    let body = stored_body(&state, &stored.storage_key).await?;
     let digest = {
         use base64::Engine;
         let bytes = hex::decode(&stored.sha256).unwrap_or_default();

@@ -15,7 +15,7 @@ use crate::deployments::until;
 use crate::helpers::{PASSWORD, TestApp, fresh_database, url_of};
 use crate::rollbacks::{
     assert_schema_of_release_1, deployment_state, env_db, flag_state_sha, rows_in_safety_dump,
-    ship_two, wait_deployment,
+    ship_two, wait_deployment, write_notes_and_tags,
 };
 use domain::clock::Clock;
 use domain::run::artifacts::LocalDisk;
@@ -174,14 +174,7 @@ async fn crash_after(step: &str, over_rest: bool) {
     let app = &shipped.app;
     let (v1, v2) = (shipped.v1.as_str(), shipped.v2.as_str());
     let db = env_db(&shipped).await;
-    sqlx::query("insert into note (body) values ('a'), ('b')")
-        .execute(&db)
-        .await
-        .unwrap();
-    sqlx::query("insert into tag (note_id, name) values (1, 'x'), (1, 'y'), (2, 'z')")
-        .execute(&db)
-        .await
-        .unwrap();
+    write_notes_and_tags(&db).await;
     let v1_flags: i64 = scalar_i64(
         app,
         "select flag_snapshot_version from deployment where number = 1",

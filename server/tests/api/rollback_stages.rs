@@ -7,7 +7,7 @@
 use crate::helpers::TestApp;
 use crate::rollbacks::{
     ROLL, assert_schema_of_release_1, env_db, page, rows_in_safety_dump, ship_two_with,
-    wait_deployment,
+    wait_deployment, write_notes_and_tags,
 };
 use reqwest::StatusCode;
 use serde_json::json;
@@ -43,14 +43,7 @@ async fn a_rollback_undoes_the_site_and_migrations_of_later_publish_and_migrate_
     let shipped = ship_two_with(TestApp::spawn_empty().await, &production_like()).await;
     let app = &shipped.app;
     let db = env_db(&shipped).await;
-    sqlx::query("insert into note (body) values ('a'), ('b')")
-        .execute(&db)
-        .await
-        .unwrap();
-    sqlx::query("insert into tag (note_id, name) values (1, 'x'), (1, 'y'), (2, 'z')")
-        .execute(&db)
-        .await
-        .unwrap();
+    write_notes_and_tags(&db).await;
     assert_eq!(
         page(app, "/env/roll/prod/").await,
         "<!doctype html><title>v2</title>"

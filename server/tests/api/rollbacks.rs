@@ -226,6 +226,18 @@ pub async fn ship_two_with(app: TestApp, template: &str) -> Shipped {
     }
 }
 
+/// What people write on release 2: two notes, and three tags (`tag` came with release 2).
+pub async fn write_notes_and_tags(db: &sqlx::PgPool) {
+    sqlx::query("insert into note (body) values ('a'), ('b')")
+        .execute(db)
+        .await
+        .unwrap();
+    sqlx::query("insert into tag (note_id, name) values (1, 'x'), (1, 'y'), (2, 'z')")
+        .execute(db)
+        .await
+        .unwrap();
+}
+
 pub async fn env_db(shipped: &Shipped) -> sqlx::PgPool {
     let options = shipped.app.options.clone().database(&shipped.dbname);
     sqlx::PgPool::connect_with(options).await.unwrap()
@@ -257,14 +269,7 @@ async fn one_rollback_brings_back_the_site_the_deploy_the_schema_and_the_flags_e
     let shipped = ship_two(TestApp::spawn_empty().await).await;
     let app = &shipped.app;
     let db = env_db(&shipped).await;
-    sqlx::query("insert into note (body) values ('a'), ('b')")
-        .execute(&db)
-        .await
-        .unwrap();
-    sqlx::query("insert into tag (note_id, name) values (1, 'x'), (1, 'y'), (2, 'z')")
-        .execute(&db)
-        .await
-        .unwrap();
+    write_notes_and_tags(&db).await;
     assert_eq!(
         page(app, "/env/roll/prod/").await,
         "<!doctype html><title>v2</title>"
